@@ -1,0 +1,225 @@
+//! Building and running an app: [`Spine::builder`] collects handlers, state,
+//! middleware and configuration; [`Builder::build`] validates all of it and
+//! builds the dispatch table; [`App::run`] consumes until SIGINT or SIGTERM.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::consumer;
+use crate::dispatch::{Shared, Stats, StatsSnapshot};
+use crate::error::Error;
+use crate::extract::States;
+use crate::handler::HandlerDescriptor;
+use crate::middleware::Middleware;
+use crate::outbound::Outbound;
+use crate::routing::DispatchTable;
+
+/// Entry point: `Spine::builder()`.
+#[derive(Debug)]
+pub struct Spine;
+
+impl Spine {
+    /// Starts describing an app.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
+
+/// Collects what an app is made of. See [`Spine::builder`].
+#[derive(Default)]
+pub struct Builder {
+    config: Option<Config>,
+    handlers: Vec<HandlerDescriptor>,
+    states: States,
+    middleware: Vec<Arc<dyn Middleware>>,
+}
+
+impl Builder {
+    /// Uses this configuration instead of loading `spine.toml` and the environment.
+    #[must_use]
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Registers handlers, usually with `spine::handlers![a, b, c]`.
+    #[must_use]
+    pub fn handlers(mut self, handlers: impl IntoIterator<Item = HandlerDescriptor>) -> Self {
+        self.handlers.extend(handlers);
+        self
+    }
+
+    /// Registers shared state, available to handlers as `State<T>`.
+    #[must_use]
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
+    /// Adds a middleware; they run in the order added.
+    #[must_use]
+    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Validates everything and builds the app. Nothing connects yet.
+    pub fn build(self) -> Result<App, Error> {
+        let config = match &self.config {
+            Some(c) => c.clone(),
+            None => Config::load()?,
+        };
+        if config.bootstrap_servers().is_none() {
+            return Err(Error::config(
+                "kafka.bootstrap.servers",
+                "not set: add `\"bootstrap.servers\" = \"host:9092\"` under [kafka] in spine.toml, \
+                 or set SPINE_BOOTSTRAP_SERVERS",
+            ));
+        }
+        let shared = self.build_shared(config, Outbound::kafka)?;
+        consumer::check_consumer_config(&shared)?;
+        for (topic, event, handlers) in shared.table.rows() {
+            tracing::info!(%topic, %event, %handlers, "route");
+        }
+        Ok(App {
+            shared,
+            shutdown: Shutdown::new(),
+        })
+    }
+
+    pub(crate) fn build_shared(
+        self,
+        config: Config,
+        outbound: impl FnOnce(&Config) -> Result<Outbound, Error>,
+    ) -> Result<Arc<Shared>, Error> {
+        config.validate()?;
+        let table = DispatchTable::build(&self.handlers, &config)?;
+        for h in &self.handlers {
+            if let Some(state) = h.handler.missing_state(&self.states) {
+                return Err(Error::MissingState {
+                    handler: h.name,
+                    location: h.location(),
+                    state,
+                });
+            }
+        }
+        Ok(Arc::new(Shared {
+            outbound: outbound(&config)?,
+            config,
+            table,
+            states: self.states,
+            middleware: self.middleware,
+            stats: Stats::default(),
+        }))
+    }
+
+    pub(crate) fn take_config(&mut self) -> Option<Config> {
+        self.config.take()
+    }
+}
+
+/// A built app, ready to run.
+pub struct App {
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+}
+
+impl App {
+    /// Consumes and handles until SIGINT or SIGTERM (or [`Shutdown::trigger`]),
+    /// then stops fetching, lets in-flight handlers finish within
+    /// `dispatch.shutdown_timeout`, commits, and returns `Ok(())`.
+    pub async fn run(self) -> Result<(), Error> {
+        let signals = signals().map_err(Error::Signal)?;
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            signals.await;
+            tracing::info!("shutdown signal received");
+            shutdown.trigger();
+        });
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Like [`App::run`], but stops when `stop` completes instead of on signals.
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            stop.await;
+            shutdown.trigger();
+        });
+        consumer::run(self.shared, self.shutdown).await
+    }
+
+    /// A handle that stops the app from elsewhere.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// A handle to read the app's counters while it runs.
+    pub fn stats(&self) -> StatsHandle {
+        StatsHandle(self.shared.clone())
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The dispatch table as (topic, event, handlers) rows; `*` is any event.
+    pub fn routes(&self) -> Vec<(String, String, String)> {
+        self.shared.table.rows()
+    }
+}
+
+/// Reads an app's counters.
+#[derive(Clone)]
+pub struct StatsHandle(Arc<Shared>);
+
+impl StatsHandle {
+    /// The counters now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.0.stats.snapshot()
+    }
+}
+
+/// Stops a running app gracefully.
+#[derive(Clone, Debug)]
+pub struct Shutdown(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Shutdown {
+    fn new() -> Self {
+        Shutdown(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+
+    /// Asks the app to stop. Idempotent.
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Completes once stopping was asked for.
+    pub(crate) async fn wait(&self) {
+        let mut rx = self.0.subscribe();
+        // The sender lives in `self`, so this only ends when triggered.
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+#[cfg(unix)]
+fn signals() -> std::io::Result<impl Future<Output = ()> + Send> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn signals() -> std::io::Result<impl Future<Output = ()> + Send> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}

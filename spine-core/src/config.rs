@@ -1,0 +1,688 @@
+//! Configuration: `spine.toml` plus `SPINE_…` environment overrides, validated
+//! at startup so that a bad value fails with its key and the reason.
+//!
+//! ```toml
+//! [app]
+//! name = "orders-service"      # ce_source of everything the app publishes
+//! group = "orders-service"     # consumer group (SPINE_GROUP_ID overrides)
+//! topics = ["audit"]           # subscribed besides the handlers' own topics
+//!
+//! [kafka]                      # passed as-is to librdkafka
+//! "bootstrap.servers" = "localhost:9092"   # SPINE_BOOTSTRAP_SERVERS overrides
+//!
+//! [dispatch]
+//! event = "header:ce_type"     # or "key", or "field:<name>" for JSON payloads
+//! ordering = "key"             # or "partition", "none"
+//! max_in_flight = 1024
+//! unknown_event = "skip"       # or "dead_letter"
+//! commit_interval = "1s"
+//! shutdown_timeout = "30s"
+//!
+//! [retry]
+//! attempts = 3                 # 1 means no retries
+//! backoff = "100ms"
+//! max_backoff = "10s"
+//! multiplier = 2.0
+//!
+//! [dead_letter]
+//! enabled = true
+//! topic = "{topic}.dlq"
+//!
+//! [error_events]               # KaufmannEx-style `event.error.<name>` events
+//! enabled = false
+//! topic = "{topic}.errors"
+//!
+//! [topics.orders]              # per-topic overrides
+//! event = "key"
+//! ```
+//!
+//! Environment overrides: `SPINE_BOOTSTRAP_SERVERS`, `SPINE_GROUP_ID`,
+//! `SPINE_KAFKA__<PROPERTY>` (underscores become dots:
+//! `SPINE_KAFKA__SESSION_TIMEOUT_MS` sets `session.timeout.ms`), and
+//! `SPINE_<SECTION>__<KEY>` for everything else (`SPINE_DISPATCH__MAX_IN_FLIGHT=64`).
+//! `SPINE_CONFIG` names the file to read instead of `./spine.toml`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::Error;
+
+/// The whole configuration of an app.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identity and subscriptions.
+    #[serde(default)]
+    pub app: AppConfig,
+    /// librdkafka properties, passed through unchanged to the consumer and the producer.
+    #[serde(default, deserialize_with = "kafka_properties")]
+    pub kafka: BTreeMap<String, String>,
+    /// How messages are routed and scheduled.
+    #[serde(default)]
+    pub dispatch: DispatchConfig,
+    /// Retries of failed handlers.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Where poison messages go.
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+    /// `event.error.<name>` events for messages that failed for good.
+    #[serde(default)]
+    pub error_events: ErrorEventsConfig,
+    /// Per-topic overrides, keyed by topic name.
+    #[serde(default)]
+    pub topics: BTreeMap<String, TopicConfig>,
+}
+
+/// `[app]`: the service's identity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    /// Name of the app; the `ce_source` of everything it publishes.
+    pub name: String,
+    /// Consumer group id. Defaults to `name`. `SPINE_GROUP_ID` overrides it.
+    pub group: Option<String>,
+    /// Topics subscribed besides those named by handlers (needed for handlers
+    /// declared with an `event` but no `topic`).
+    pub topics: Vec<String>,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            name: "spine-app".to_owned(),
+            group: None,
+            topics: Vec::new(),
+        }
+    }
+}
+
+/// `[dispatch]`: routing and scheduling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    /// Where the event name comes from.
+    pub event: EventSource,
+    /// Which messages must be handled in order.
+    pub ordering: Ordering,
+    /// Messages handled or waiting at once before fetching pauses.
+    pub max_in_flight: usize,
+    /// What happens to a message no handler matches.
+    pub unknown_event: UnknownEvent,
+    /// How often finished offsets are committed.
+    #[serde(with = "duration")]
+    pub commit_interval: Duration,
+    /// How long shutdown waits for in-flight handlers.
+    #[serde(with = "duration")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            event: EventSource::default(),
+            ordering: Ordering::Key,
+            max_in_flight: 1024,
+            unknown_event: UnknownEvent::Skip,
+            commit_interval: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[retry]`: exponential backoff for failed handlers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Total attempts per message, the first included. `1` disables retries.
+    pub attempts: u32,
+    /// Wait before the first retry.
+    #[serde(with = "duration")]
+    pub backoff: Duration,
+    /// Upper bound of the wait between attempts.
+    #[serde(with = "duration")]
+    pub max_backoff: Duration,
+    /// Factor applied to the wait after each attempt.
+    pub multiplier: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            attempts: 3,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            multiplier: 2.0,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The wait after failed attempt number `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = self.multiplier.powi(attempt.saturating_sub(1) as i32);
+        let secs = (self.backoff.as_secs_f64() * exp).min(self.max_backoff.as_secs_f64());
+        Duration::from_secs_f64(secs.max(0.0))
+    }
+}
+
+/// `[dead_letter]`: where poison messages go.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterConfig {
+    /// When false, failed messages are logged, counted and committed, not published.
+    pub enabled: bool,
+    /// Topic pattern; `{topic}` is the source topic.
+    pub topic: String,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            enabled: true,
+            topic: "{topic}.dlq".to_owned(),
+        }
+    }
+}
+
+/// `[error_events]`: KaufmannEx-style `event.error.<event>` events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErrorEventsConfig {
+    /// Emit an error event when a message fails for good.
+    pub enabled: bool,
+    /// Topic pattern; `{topic}` is the source topic.
+    pub topic: String,
+}
+
+impl Default for ErrorEventsConfig {
+    fn default() -> Self {
+        ErrorEventsConfig {
+            enabled: false,
+            topic: "{topic}.errors".to_owned(),
+        }
+    }
+}
+
+/// `[topics.<name>]`: overrides for one topic.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicConfig {
+    /// Where this topic's event names come from.
+    pub event: Option<EventSource>,
+    /// What happens to this topic's unmatched messages.
+    pub unknown_event: Option<UnknownEvent>,
+    /// Dead-letter topic for this topic (a name, `{topic}` allowed).
+    pub dead_letter_topic: Option<String>,
+}
+
+/// Where a message's event name comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventSource {
+    /// A header; `header:ce_type` (CloudEvents binary mode) is the default.
+    Header(String),
+    /// The message key.
+    Key,
+    /// A top-level string field of a JSON payload.
+    Field(String),
+}
+
+impl Default for EventSource {
+    fn default() -> Self {
+        EventSource::Header(crate::record::CE_TYPE.to_owned())
+    }
+}
+
+impl FromStr for EventSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let non_empty = |rest: &str, what: &str| {
+            if rest.is_empty() {
+                Err(format!("`{what}:` needs a name, e.g. `{what}:ce_type`"))
+            } else {
+                Ok(rest.to_owned())
+            }
+        };
+        match s.split_once(':') {
+            None if s == "key" => Ok(EventSource::Key),
+            Some(("header", rest)) => non_empty(rest, "header").map(EventSource::Header),
+            Some(("field", rest)) => non_empty(rest, "field").map(EventSource::Field),
+            _ => Err(format!(
+                "unknown event source `{s}`; expected `header:<name>`, `key` or `field:<name>`"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for EventSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventSource::Header(h) => write!(f, "header:{h}"),
+            EventSource::Key => f.write_str("key"),
+            EventSource::Field(n) => write!(f, "field:{n}"),
+        }
+    }
+}
+
+impl Serialize for EventSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Which messages must be handled in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    /// Same key, same partition: in order. Different keys run concurrently.
+    /// Messages without a key are ordered with each other per partition.
+    Key,
+    /// One message at a time per partition.
+    Partition,
+    /// No ordering: every message may run concurrently.
+    None,
+}
+
+/// What happens to a message whose event has no handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownEvent {
+    /// Count it, log it, commit it.
+    Skip,
+    /// Count it, log it, and publish it to the dead-letter topic.
+    DeadLetter,
+}
+
+impl Config {
+    /// Reads `$SPINE_CONFIG` or `./spine.toml` (if it exists), then applies the
+    /// `SPINE_…` environment overrides, then validates.
+    pub fn load() -> Result<Config, Error> {
+        let path = std::env::var("SPINE_CONFIG").unwrap_or_else(|_| "spine.toml".to_owned());
+        if std::env::var_os("SPINE_CONFIG").is_some() && !Path::new(&path).exists() {
+            return Err(Error::config(
+                "SPINE_CONFIG",
+                format!("file `{path}` does not exist"),
+            ));
+        }
+        Self::extract(with_env(Figment::from(Toml::file(path))), true)
+    }
+
+    /// Reads the given TOML file, then applies the environment overrides.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Config, Error> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(Error::config(
+                "SPINE_CONFIG",
+                format!("file `{}` does not exist", path.display()),
+            ));
+        }
+        Self::extract(with_env(Figment::from(Toml::file(path))), true)
+    }
+
+    /// Parses TOML text. No environment overrides are applied.
+    pub fn from_toml(text: &str) -> Result<Config, Error> {
+        Self::extract(Figment::from(Toml::string(text)), false)
+    }
+
+    fn extract(figment: Figment, env: bool) -> Result<Config, Error> {
+        let figment = Figment::from(Serialized::defaults(Config::default())).merge(figment);
+        let mut config: Config = figment.extract().map_err(figment_error)?;
+        if env {
+            config.apply_kafka_env();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_kafka_env(&mut self) {
+        for (name, value) in std::env::vars() {
+            if let Some(prop) = name.strip_prefix("SPINE_KAFKA__") {
+                let prop = prop.to_ascii_lowercase().replace('_', ".");
+                self.kafka.insert(prop, value);
+            }
+        }
+        if let Ok(servers) = std::env::var("SPINE_BOOTSTRAP_SERVERS") {
+            self.kafka.insert("bootstrap.servers".to_owned(), servers);
+        }
+        if let Ok(group) = std::env::var("SPINE_GROUP_ID") {
+            self.app.group = Some(group);
+        }
+    }
+
+    /// Checks the values that types alone do not.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.app.name.trim().is_empty() {
+            return Err(Error::config("app.name", "must not be empty"));
+        }
+        if self.dispatch.max_in_flight == 0 {
+            return Err(Error::config(
+                "dispatch.max_in_flight",
+                "must be at least 1 (1 handles one message at a time)",
+            ));
+        }
+        if self.retry.attempts == 0 {
+            return Err(Error::config(
+                "retry.attempts",
+                "must be at least 1 (1 means no retries)",
+            ));
+        }
+        if !(self.retry.multiplier.is_finite() && self.retry.multiplier >= 1.0) {
+            return Err(Error::config(
+                "retry.multiplier",
+                "must be a number >= 1.0",
+            ));
+        }
+        if self.retry.max_backoff < self.retry.backoff {
+            return Err(Error::config(
+                "retry.max_backoff",
+                "must not be shorter than retry.backoff",
+            ));
+        }
+        if self.dispatch.commit_interval.is_zero() {
+            return Err(Error::config(
+                "dispatch.commit_interval",
+                "must be longer than zero, e.g. \"1s\"",
+            ));
+        }
+        check_topic_pattern("dead_letter.topic", &self.dead_letter.topic)?;
+        check_topic_pattern("error_events.topic", &self.error_events.topic)?;
+        for (topic, t) in &self.topics {
+            if let Some(dlq) = &t.dead_letter_topic {
+                check_topic_pattern(&format!("topics.{topic}.dead_letter_topic"), dlq)?;
+            }
+        }
+        for key in ["enable.auto.commit", "enable.auto.offset.store"] {
+            if self.kafka.get(key).is_some_and(|v| v == "true") {
+                return Err(Error::config(
+                    format!("kafka.{key}"),
+                    "Spine commits offsets itself, only after a message is handled; remove this setting",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The consumer group id: `app.group`, else `kafka."group.id"`, else `app.name`.
+    pub fn group_id(&self) -> &str {
+        self.app
+            .group
+            .as_deref()
+            .or(self.kafka.get("group.id").map(String::as_str))
+            .unwrap_or(&self.app.name)
+    }
+
+    /// `kafka."bootstrap.servers"`, if set.
+    pub fn bootstrap_servers(&self) -> Option<&str> {
+        self.kafka
+            .get("bootstrap.servers")
+            .or_else(|| self.kafka.get("metadata.broker.list"))
+            .map(String::as_str)
+    }
+
+    /// Sets a librdkafka property.
+    pub fn set_kafka(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        self.kafka.insert(key.into(), value.into());
+        self
+    }
+
+    /// The event source of a topic: its override, else the app's.
+    pub fn event_source(&self, topic: &str) -> &EventSource {
+        self.topics
+            .get(topic)
+            .and_then(|t| t.event.as_ref())
+            .unwrap_or(&self.dispatch.event)
+    }
+
+    /// The unknown-event policy of a topic.
+    pub fn unknown_event(&self, topic: &str) -> UnknownEvent {
+        self.topics
+            .get(topic)
+            .and_then(|t| t.unknown_event)
+            .unwrap_or(self.dispatch.unknown_event)
+    }
+
+    /// The dead-letter topic for messages from `topic`.
+    pub fn dead_letter_topic(&self, topic: &str) -> String {
+        let pattern = self
+            .topics
+            .get(topic)
+            .and_then(|t| t.dead_letter_topic.as_deref())
+            .unwrap_or(&self.dead_letter.topic);
+        pattern.replace("{topic}", topic)
+    }
+
+    /// The error-event topic for messages from `topic`.
+    pub fn error_event_topic(&self, topic: &str) -> String {
+        self.error_events.topic.replace("{topic}", topic)
+    }
+}
+
+fn with_env(figment: Figment) -> Figment {
+    // `SPINE_<SECTION>__<KEY>`; the Kafka properties and the two shorthand
+    // variables are applied separately because their keys contain dots.
+    figment.merge(
+        Env::prefixed("SPINE_")
+            .filter(|k| {
+                let k = k.as_str();
+                k.contains("__") && !k.starts_with("kafka__")
+            })
+            .split("__"),
+    )
+}
+
+fn figment_error(e: figment::Error) -> Error {
+    let key = if e.path.is_empty() {
+        "spine.toml".to_owned()
+    } else {
+        e.path.join(".")
+    };
+    let mut reason = e.kind.to_string();
+    if let Some(md) = &e.metadata {
+        reason.push_str(&format!(" (from {})", md.name));
+    }
+    Error::config(key, reason)
+}
+
+fn check_topic_pattern(key: &str, pattern: &str) -> Result<(), Error> {
+    let name = pattern.replace("{topic}", "t");
+    let valid = !name.is_empty()
+        && name.len() <= 249
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::config(
+            key,
+            format!(
+                "`{pattern}` is not a valid topic name pattern: use letters, digits, `.`, `_`, `-` and `{{topic}}`"
+            ),
+        ))
+    }
+}
+
+/// librdkafka takes every property as a string; TOML lets users write numbers
+/// and booleans naturally.
+fn kafka_properties<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Str(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    let raw = BTreeMap::<String, Value>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::Str(s) => s,
+                Value::Int(i) => i.to_string(),
+                Value::Float(f) => f.to_string(),
+                Value::Bool(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
+}
+
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a duration ({e}); write e.g. \"500ms\", \"2s\" or \"1m\""
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.dispatch.max_in_flight, 1024);
+        assert_eq!(c.dispatch.event, EventSource::Header("ce_type".into()));
+        assert_eq!(c.group_id(), "spine-app");
+        assert_eq!(c.dead_letter_topic("orders"), "orders.dlq");
+    }
+
+    #[test]
+    fn parses_a_full_file() {
+        let c = Config::from_toml(
+            r#"
+            [app]
+            name = "svc"
+            group = "g1"
+            topics = ["extra"]
+            [kafka]
+            "bootstrap.servers" = "127.0.0.1:9092"
+            "session.timeout.ms" = 6000
+            "enable.partition.eof" = false
+            [dispatch]
+            event = "key"
+            ordering = "partition"
+            max_in_flight = 8
+            unknown_event = "dead_letter"
+            commit_interval = "250ms"
+            [retry]
+            attempts = 5
+            backoff = "10ms"
+            [topics.orders]
+            event = "field:type"
+            dead_letter_topic = "dead.{topic}"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.kafka["session.timeout.ms"], "6000");
+        assert_eq!(c.kafka["enable.partition.eof"], "false");
+        assert_eq!(c.group_id(), "g1");
+        assert_eq!(c.dispatch.ordering, Ordering::Partition);
+        assert_eq!(c.dispatch.commit_interval, Duration::from_millis(250));
+        assert_eq!(c.event_source("orders"), &EventSource::Field("type".into()));
+        assert_eq!(c.event_source("other"), &EventSource::Key);
+        assert_eq!(c.dead_letter_topic("orders"), "dead.orders");
+        assert_eq!(c.unknown_event("orders"), UnknownEvent::DeadLetter);
+    }
+
+    fn config_error(text: &str) -> (String, String) {
+        match Config::from_toml(text) {
+            Err(Error::Config { key, reason }) => (key, reason),
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let (key, reason) = config_error("[dispatch]\nmax_in_flight = 0");
+        assert_eq!(key, "dispatch.max_in_flight");
+        assert!(reason.contains("at least 1"), "{reason}");
+
+        let (key, reason) = config_error("[dispatch]\nordering = \"sideways\"");
+        assert_eq!(key, "dispatch.ordering");
+        assert!(reason.contains("sideways"), "{reason}");
+
+        let (key, reason) = config_error("[dispatch]\nevent = \"body\"");
+        assert_eq!(key, "dispatch.event");
+        assert!(reason.contains("header:<name>"), "{reason}");
+
+        let (key, reason) = config_error("[retry]\nbackoff = \"soon\"");
+        assert_eq!(key, "retry.backoff");
+        assert!(reason.contains("500ms"), "{reason}");
+
+        let (key, reason) = config_error("[dispatch]\nmax_in_flihgt = 3");
+        assert_eq!(key, "dispatch.max_in_flihgt");
+        assert!(reason.contains("unknown field"), "{reason}");
+
+        let (key, reason) = config_error("[kafka]\n\"enable.auto.commit\" = true");
+        assert_eq!(key, "kafka.enable.auto.commit");
+        assert!(reason.contains("commits offsets itself"), "{reason}");
+
+        let (key, _) = config_error("[dead_letter]\ntopic = \"bad topic\"");
+        assert_eq!(key, "dead_letter.topic");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let r = RetryConfig {
+            attempts: 10,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(350),
+            multiplier: 2.0,
+        };
+        assert_eq!(r.delay(1), Duration::from_millis(100));
+        assert_eq!(r.delay(2), Duration::from_millis(200));
+        assert_eq!(r.delay(3), Duration::from_millis(350));
+        assert_eq!(r.delay(9), Duration::from_millis(350));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
+    fn environment_overrides_the_file() {
+        // figment::Jail isolates the process environment for this closure.
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "spine.toml",
+                "[app]\nname = \"svc\"\n[kafka]\n\"bootstrap.servers\" = \"file:1\"\n[dispatch]\nmax_in_flight = 4\n",
+            )?;
+            jail.set_env("SPINE_BOOTSTRAP_SERVERS", "env:2");
+            jail.set_env("SPINE_GROUP_ID", "from-env");
+            jail.set_env("SPINE_DISPATCH__MAX_IN_FLIGHT", "16");
+            jail.set_env("SPINE_KAFKA__SESSION_TIMEOUT_MS", "6000");
+            let c = Config::load().expect("loads");
+            assert_eq!(c.bootstrap_servers(), Some("env:2"));
+            assert_eq!(c.group_id(), "from-env");
+            assert_eq!(c.dispatch.max_in_flight, 16);
+            assert_eq!(c.kafka["session.timeout.ms"], "6000");
+            assert_eq!(c.app.name, "svc");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,625 @@
+//! The consumer loop: one tokio task that fetches with rdkafka, schedules
+//! messages into key-ordered lanes, runs handlers (inline when they finish on
+//! their first poll, concurrently otherwise), tracks finished offsets per
+//! partition, commits them, pauses fetching at `max_in_flight`, and shuts down
+//! gracefully.
+//!
+//! The hot path is built for throughput: a message whose handler completes on
+//! its first poll costs no task spawn, no lock and no copy of the message; only
+//! the boxed handler future is allocated.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, OwnedMessage};
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use tracing::Instrument;
+
+use crate::app::Shutdown;
+use crate::dispatch::{MessageOutcome, Resume, Shared};
+use crate::error::{Error, Failure};
+use crate::extract::Scope;
+use crate::lanes::{LaneId, Lanes};
+use crate::metrics as m;
+use crate::outbound::{is_producer_only, kafka_config_error, Delivery};
+use crate::record::Record;
+use crate::routing::Route;
+use crate::tracker::OffsetTracker;
+
+/// State of one assigned partition that the rebalance callback must see.
+pub(crate) struct PartitionShared {
+    gen: u64,
+    /// Offset safe to commit, or -1.
+    committable: AtomicI64,
+    revoked: AtomicBool,
+}
+
+/// Assigned partitions, shared between the loop and the rebalance callback.
+#[derive(Default)]
+pub(crate) struct Registry {
+    parts: Mutex<HashMap<(String, i32), Arc<PartitionShared>>>,
+    next_gen: AtomicU64,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), Arc<PartitionShared>>> {
+        self.parts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get_or_assign(&self, topic: &str, partition: i32) -> Arc<PartitionShared> {
+        self.lock()
+            .entry((topic.to_owned(), partition))
+            .or_insert_with(|| self.fresh())
+            .clone()
+    }
+
+    fn fresh(&self) -> Arc<PartitionShared> {
+        Arc::new(PartitionShared {
+            gen: self.next_gen.fetch_add(1, AtomicOrdering::Relaxed),
+            committable: AtomicI64::new(-1),
+            revoked: AtomicBool::new(false),
+        })
+    }
+}
+
+/// The rdkafka context: commits finished offsets synchronously when partitions
+/// are revoked, and reports commit failures.
+pub(crate) struct SpineContext {
+    registry: Arc<Registry>,
+}
+
+impl ClientContext for SpineContext {}
+
+impl ConsumerContext for SpineContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let mut commit = TopicPartitionList::new();
+        {
+            let mut parts = self.registry.lock();
+            for e in revoked.elements() {
+                if let Some(p) = parts.remove(&(e.topic().to_owned(), e.partition())) {
+                    p.revoked.store(true, AtomicOrdering::Relaxed);
+                    let c = p.committable.load(AtomicOrdering::Relaxed);
+                    if c >= 0 {
+                        // Only fails for a partition listed twice, which cannot happen here.
+                        let _ = commit.add_partition_offset(e.topic(), e.partition(), Offset::Offset(c));
+                    }
+                }
+            }
+        }
+        tracing::info!(partitions = revoked.count(), "partitions revoked");
+        if commit.count() > 0 {
+            match consumer.commit(&commit, CommitMode::Sync) {
+                Ok(()) => tracing::info!(partitions = commit.count(), "committed finished offsets of revoked partitions"),
+                Err(e) => {
+                    metrics::counter!(m::COMMIT_ERRORS).increment(1);
+                    tracing::warn!(error = %e, "commit on revoke failed; the new owner re-handles those messages");
+                }
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let mut parts = self.registry.lock();
+                for e in tpl.elements() {
+                    parts
+                        .entry((e.topic().to_owned(), e.partition()))
+                        .or_insert_with(|| self.registry.fresh());
+                }
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            metrics::counter!(m::COMMIT_ERRORS).increment(1);
+            tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
+        }
+    }
+}
+
+/// Identifies a message in flight.
+#[derive(Clone, Copy)]
+struct Ticket {
+    slot: usize,
+    gen: u64,
+    offset: i64,
+    lane: Option<LaneId>,
+}
+
+/// A message waiting in its lane.
+struct Waiting {
+    msg: OwnedMessage,
+    topic_idx: usize,
+    event: Option<String>,
+    ticket: Ticket,
+}
+
+/// The loop's own view of an assigned partition.
+struct Slot {
+    topic: Arc<str>,
+    partition: i32,
+    topic_idx: Option<usize>,
+    shared: Arc<PartitionShared>,
+    tracker: OffsetTracker,
+    committed: Option<i64>,
+}
+
+type Running = Pin<Box<dyn Future<Output = (Ticket, Vec<Delivery>)> + Send>>;
+type Settling = Pin<Box<dyn Future<Output = Ticket> + Send>>;
+
+/// Messages taken from the stream in one go before the loop looks at its other
+/// work (finished handlers, commits, shutdown).
+const BATCH: usize = 256;
+
+struct Loop<'c> {
+    shared: Arc<Shared>,
+    consumer: &'c StreamConsumer<SpineContext>,
+    registry: Arc<Registry>,
+    slots: Vec<Slot>,
+    last_slot: usize,
+    lanes: Lanes<Waiting>,
+    running: FuturesUnordered<Running>,
+    settling: FuturesUnordered<Settling>,
+    in_flight: usize,
+    max_in_flight: usize,
+    paused: bool,
+    draining: bool,
+}
+
+/// Builds the consumer's librdkafka configuration.
+pub(crate) fn consumer_config(shared: &Shared) -> ClientConfig {
+    let config = &shared.config;
+    let mut cc = ClientConfig::new();
+    // Defaults that suit at-least-once; `[kafka]` may override all but the commit ones.
+    cc.set("auto.offset.reset", "earliest");
+    for (k, v) in &config.kafka {
+        if !is_producer_only(k) {
+            cc.set(k, v);
+        }
+    }
+    cc.set("group.id", config.group_id());
+    cc.set("enable.auto.commit", "false");
+    cc.set("enable.auto.offset.store", "false");
+    cc
+}
+
+/// Validates the consumer configuration without connecting.
+pub(crate) fn check_consumer_config(shared: &Shared) -> Result<(), Error> {
+    consumer_config(shared)
+        .create_native_config()
+        .map(|_| ())
+        .map_err(|e| kafka_config_error(&shared.config, e))
+}
+
+/// Runs the app until `shutdown` fires, then drains and commits.
+pub(crate) async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> Result<(), Error> {
+    let registry = Arc::new(Registry::default());
+    let consumer: StreamConsumer<SpineContext> = consumer_config(&shared)
+        .create_with_context(SpineContext {
+            registry: registry.clone(),
+        })
+        .map_err(|e| kafka_config_error(&shared.config, e))?;
+    let topics = shared.table.topic_names();
+    consumer.subscribe(&topics)?;
+    tracing::info!(
+        app = %shared.config.app.name,
+        group = shared.config.group_id(),
+        topics = ?topics,
+        "subscribed"
+    );
+    let max_in_flight = shared.config.dispatch.max_in_flight;
+    let lanes = Lanes::new(shared.config.dispatch.ordering);
+    let mut lp = Loop {
+        shared,
+        consumer: &consumer,
+        registry,
+        slots: Vec::new(),
+        last_slot: 0,
+        lanes,
+        running: FuturesUnordered::new(),
+        settling: FuturesUnordered::new(),
+        in_flight: 0,
+        max_in_flight,
+        paused: false,
+        draining: false,
+    };
+    lp.run(shutdown).await;
+    consumer.unsubscribe();
+    Ok(())
+}
+
+impl Loop<'_> {
+    async fn run(&mut self, shutdown: Shutdown) {
+        let dispatch = self.shared.config.dispatch.clone();
+        let mut commit_tick = tokio::time::interval(dispatch.commit_interval);
+        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stream = self.consumer.stream();
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                Some((ticket, deliveries)) = self.running.next(), if !self.running.is_empty() => {
+                    self.on_handled(ticket, deliveries);
+                }
+                Some(ticket) = self.settling.next(), if !self.settling.is_empty() => {
+                    self.on_settled(ticket);
+                }
+                _ = commit_tick.tick() => self.commit(CommitMode::Async, false),
+                item = stream.next(), if self.in_flight < self.max_in_flight => {
+                    match item {
+                        Some(Ok(msg)) => self.on_message(&msg),
+                        Some(Err(e)) => consumer_error(&e),
+                        None => break,
+                    }
+                    // Take what is already fetched without going round the select.
+                    let mut noop = TaskContext::from_waker(Waker::noop());
+                    for _ in 0..BATCH {
+                        if self.in_flight >= self.max_in_flight {
+                            break;
+                        }
+                        match stream.poll_next_unpin(&mut noop) {
+                            Poll::Ready(Some(Ok(msg))) => self.on_message(&msg),
+                            Poll::Ready(Some(Err(e))) => consumer_error(&e),
+                            Poll::Ready(None) | Poll::Pending => break,
+                        }
+                    }
+                }
+            }
+        }
+        drop(stream);
+        self.drain(dispatch.shutdown_timeout, &mut commit_tick).await;
+    }
+
+    /// Stops fetching, lets in-flight messages finish within `timeout`, commits.
+    async fn drain(&mut self, timeout: Duration, commit_tick: &mut tokio::time::Interval) {
+        tracing::info!(in_flight = self.in_flight, "shutting down: finishing in-flight messages");
+        self.draining = true;
+        self.set_paused(true);
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        while self.in_flight > 0 {
+            tokio::select! {
+                biased;
+                Some((ticket, deliveries)) = self.running.next(), if !self.running.is_empty() => {
+                    self.on_handled(ticket, deliveries);
+                }
+                Some(ticket) = self.settling.next(), if !self.settling.is_empty() => {
+                    self.on_settled(ticket);
+                }
+                _ = commit_tick.tick() => self.commit(CommitMode::Async, false),
+                _ = &mut deadline => {
+                    tracing::warn!(
+                        abandoned = self.in_flight,
+                        "shutdown timeout reached; unfinished messages will be re-delivered"
+                    );
+                    break;
+                }
+            }
+        }
+        self.commit(CommitMode::Sync, true);
+        tracing::info!("shutdown complete");
+    }
+
+    /// The slot of a partition, refreshed when the partition was revoked since.
+    fn slot_for(&mut self, topic: &str, partition: i32) -> usize {
+        if let Some(s) = self.slots.get(self.last_slot) {
+            if s.partition == partition
+                && &*s.topic == topic
+                && !s.shared.revoked.load(AtomicOrdering::Relaxed)
+            {
+                return self.last_slot;
+            }
+        }
+        let found = self
+            .slots
+            .iter()
+            .position(|s| s.partition == partition && &*s.topic == topic);
+        let idx = match found {
+            Some(i) if !self.slots[i].shared.revoked.load(AtomicOrdering::Relaxed) => i,
+            Some(i) => {
+                self.slots[i] = self.new_slot(topic, partition);
+                i
+            }
+            None => {
+                let slot = self.new_slot(topic, partition);
+                self.slots.push(slot);
+                self.slots.len() - 1
+            }
+        };
+        self.last_slot = idx;
+        idx
+    }
+
+    fn new_slot(&self, topic: &str, partition: i32) -> Slot {
+        Slot {
+            topic: topic.into(),
+            partition,
+            topic_idx: self.shared.table.topic_index(topic),
+            shared: self.registry.get_or_assign(topic, partition),
+            tracker: OffsetTracker::default(),
+            committed: None,
+        }
+    }
+
+    fn on_message(&mut self, msg: &BorrowedMessage<'_>) {
+        let shared = self.shared.clone();
+        let slot = self.slot_for(msg.topic(), msg.partition());
+        let rec = Record::borrowed(msg);
+        shared.stats.consumed();
+        let Some(topic_idx) = self.slots[slot].topic_idx else {
+            tracing::error!(
+                topic = rec.topic,
+                "message from a topic the app does not subscribe to; committed without handling"
+            );
+            self.finished_inline(slot, rec.offset, Vec::new());
+            return;
+        };
+        let topic = shared.table.topic(topic_idx);
+        topic.metrics.consumed.increment(1);
+        let event = topic.event_name(&rec);
+        let Some(route) = topic.route(event.as_deref()) else {
+            shared.before(&rec, event.as_deref(), None);
+            let deliveries = shared.finish_unknown(&rec, topic, event.as_deref());
+            self.finished_inline(slot, rec.offset, deliveries);
+            return;
+        };
+        let lane = self.lanes.lane_of(slot, rec.key);
+        let ticket = Ticket {
+            slot,
+            gen: self.slots[slot].shared.gen,
+            offset: rec.offset,
+            lane,
+        };
+        if let Some(l) = lane.filter(|l| self.lanes.is_busy(*l)) {
+            self.slots[slot].tracker.started(rec.offset);
+            self.started_one();
+            let waiting = Waiting {
+                msg: rec.detach(),
+                topic_idx,
+                event: event.map(Cow::into_owned),
+                ticket,
+            };
+            self.lanes.wait(l, waiting);
+            return;
+        }
+        shared.before(&rec, event.as_deref(), Some(route));
+        let span = message_span(&rec, event.as_deref(), route);
+        let resume = match route.single() {
+            None => Resume::Fresh,
+            Some(h) => {
+                let _entered = span.enter();
+                let mut scope = Scope::new(&rec, event.as_deref(), &shared);
+                let started = h.handler.start(&mut scope);
+                let emits = scope.emits.take();
+                drop(scope);
+                let attempt = match started {
+                    Err(f) => Inline::Done(Err(f)),
+                    Ok(mut fut) => {
+                        let mut noop = TaskContext::from_waker(Waker::noop());
+                        match fut.as_mut().poll(&mut noop) {
+                            Poll::Ready(r) => Inline::Done(r.map_err(Failure::from_handler)),
+                            Poll::Pending => Inline::Pending(fut),
+                        }
+                    }
+                };
+                match attempt {
+                    Inline::Pending(fut) => Resume::Running { fut, emits },
+                    Inline::Done(Err(f))
+                        if shared.failed_attempt(&rec, topic, event.as_deref(), h, &f, 1) =>
+                    {
+                        Resume::Retry { emits }
+                    }
+                    Inline::Done(result) => {
+                        let outcome = MessageOutcome::first(h, result, emits);
+                        let deliveries = shared.finish(&rec, topic, event.as_deref(), outcome);
+                        self.finished_inline(slot, rec.offset, deliveries);
+                        return;
+                    }
+                }
+            }
+        };
+        self.slots[slot].tracker.started(rec.offset);
+        self.started_one();
+        if let Some(l) = lane {
+            self.lanes.occupy(l);
+        }
+        let fut = shared.handle(rec.detach(), topic_idx, event.map(Cow::into_owned), resume);
+        self.running
+            .push(Box::pin(fut.instrument(span).map(move |d| (ticket, d))));
+    }
+
+    /// A message that needs nothing more than its deliveries.
+    fn finished_inline(&mut self, slot: usize, offset: i64, deliveries: Vec<Delivery>) {
+        if deliveries.iter().all(|d| matches!(d, Delivery::Done)) {
+            let s = &mut self.slots[slot];
+            if s.tracker.finished_now(offset) {
+                publish_committable(s);
+            }
+            return;
+        }
+        self.slots[slot].tracker.started(offset);
+        self.started_one();
+        let ticket = Ticket {
+            slot,
+            gen: self.slots[slot].shared.gen,
+            offset,
+            lane: None,
+        };
+        self.settle(ticket, deliveries);
+    }
+
+    fn settle(&mut self, ticket: Ticket, deliveries: Vec<Delivery>) {
+        let shared = self.shared.clone();
+        self.settling.push(Box::pin(async move {
+            shared.outbound.settle(deliveries).await;
+            ticket
+        }));
+    }
+
+    /// A message's handlers are done: free its lane, then wait for its deliveries.
+    fn on_handled(&mut self, ticket: Ticket, deliveries: Vec<Delivery>) {
+        if let Some(lane) = ticket.lane {
+            self.start_next_in_lane(lane);
+        }
+        if deliveries.iter().all(|d| matches!(d, Delivery::Done)) {
+            self.on_settled(ticket);
+        } else {
+            self.settle(ticket, deliveries);
+        }
+    }
+
+    /// Starts the next waiting message of a lane, skipping those whose
+    /// partition was revoked meanwhile (the new owner handles them).
+    fn start_next_in_lane(&mut self, lane: LaneId) {
+        while let Some(w) = self.lanes.release(lane) {
+            let slot = &self.slots[w.ticket.slot];
+            if slot.shared.gen != w.ticket.gen || slot.shared.revoked.load(AtomicOrdering::Relaxed) {
+                self.finished_one();
+                continue;
+            }
+            let shared = self.shared.clone();
+            let rec = Record::owned(&w.msg);
+            let topic = shared.table.topic(w.topic_idx);
+            let route = topic.route(w.event.as_deref());
+            shared.before(&rec, w.event.as_deref(), route);
+            let span = match route {
+                Some(r) => message_span(&rec, w.event.as_deref(), r),
+                None => tracing::Span::none(),
+            };
+            let ticket = w.ticket;
+            let fut = shared.handle(w.msg, w.topic_idx, w.event, Resume::Fresh);
+            self.running
+                .push(Box::pin(fut.instrument(span).map(move |d| (ticket, d))));
+            return;
+        }
+    }
+
+    /// Everything the message published is acknowledged: its offset is finished.
+    fn on_settled(&mut self, ticket: Ticket) {
+        self.finished_one();
+        let s = &mut self.slots[ticket.slot];
+        if s.shared.gen == ticket.gen && s.tracker.finish(ticket.offset) {
+            publish_committable(s);
+        }
+    }
+
+    fn started_one(&mut self) {
+        self.in_flight += 1;
+        if self.in_flight >= self.max_in_flight && !self.paused {
+            metrics::counter!(m::BACKPRESSURE_PAUSES).increment(1);
+            tracing::debug!(in_flight = self.in_flight, "max_in_flight reached; pausing fetch");
+            self.set_paused(true);
+        }
+    }
+
+    fn finished_one(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if self.paused && !self.draining && self.in_flight <= self.max_in_flight / 2 {
+            tracing::debug!(in_flight = self.in_flight, "below half of max_in_flight; resuming fetch");
+            self.set_paused(false);
+        }
+    }
+
+    /// Pauses or resumes fetching of every assigned partition.
+    fn set_paused(&mut self, pause: bool) {
+        let assignment = match self.consumer.assignment() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the assignment to pause or resume it");
+                return;
+            }
+        };
+        let result = if pause {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        match result {
+            Ok(()) => self.paused = pause,
+            Err(e) => tracing::warn!(error = %e, pause, "cannot pause or resume partitions"),
+        }
+    }
+
+    /// Commits the finished offsets that moved since the last commit (all of
+    /// them when `all`).
+    fn commit(&mut self, mode: CommitMode, all: bool) {
+        let mut tpl = TopicPartitionList::new();
+        for s in &mut self.slots {
+            if s.shared.revoked.load(AtomicOrdering::Relaxed) {
+                continue;
+            }
+            if let Some(c) = s.tracker.committable() {
+                if all || s.committed != Some(c) {
+                    let _ = tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(c));
+                    s.committed = Some(c);
+                }
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        if let Err(e) = self.consumer.commit(&tpl, mode) {
+            metrics::counter!(m::COMMIT_ERRORS).increment(1);
+            tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
+            for s in &mut self.slots {
+                s.committed = None;
+            }
+        } else {
+            tracing::trace!(partitions = tpl.count(), "committed");
+        }
+    }
+}
+
+/// The first attempt of a message on the fast path.
+enum Inline {
+    Done(Result<Vec<crate::reply::Reply>, Failure>),
+    Pending(crate::handler::HandlerFuture),
+}
+
+fn publish_committable(s: &mut Slot) {
+    if let Some(c) = s.tracker.committable() {
+        s.shared.committable.store(c, AtomicOrdering::Relaxed);
+    }
+}
+
+fn consumer_error(e: &rdkafka::error::KafkaError) {
+    metrics::counter!(m::CONSUMER_ERRORS).increment(1);
+    tracing::warn!(error = %e, "consumer error; carrying on");
+}
+
+fn message_span(rec: &Record<'_>, event: Option<&str>, route: &Route) -> tracing::Span {
+    let span = tracing::info_span!(
+        "message",
+        topic = rec.topic,
+        partition = rec.partition,
+        offset = rec.offset,
+        event,
+        handler = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        span.record("handler", route.names().as_str());
+    }
+    span
+}

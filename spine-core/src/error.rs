@@ -1,0 +1,267 @@
+//! Errors: what startup can reject ([`Error`]), what a handler can fail with
+//! ([`HandlerError`]), and how a failed message is classified on its way to the
+//! dead-letter topic ([`FailureKind`]).
+
+use std::fmt;
+
+/// Everything that can stop an app from starting or running.
+///
+/// Failures of single messages are not here: they are retried, dead-lettered
+/// and counted, and never stop the app.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is missing or wrong. `key` is the dotted path of the
+    /// setting, as written in `spine.toml` (`dispatch.max_in_flight`,
+    /// `kafka.bootstrap.servers`, ...).
+    #[error("invalid configuration `{key}`: {reason}")]
+    Config {
+        /// Dotted path of the setting.
+        key: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// Two handlers claim the same (topic, event) key without asking for fan-out.
+    #[error(
+        "two handlers for {key}: `{first}` at {first_location} and `{second}` at {second_location}; \
+         remove one, give them different events, or add `fan_out` to both `#[on(...)]` attributes"
+    )]
+    DuplicateRoute {
+        /// The contested key, e.g. `topic "orders", event "order.placed"`.
+        key: String,
+        /// The first handler's function name.
+        first: &'static str,
+        /// Where the first handler is defined (`file:line`).
+        first_location: String,
+        /// The second handler's function name.
+        second: &'static str,
+        /// Where the second handler is defined (`file:line`).
+        second_location: String,
+    },
+    /// A handler takes `State<T>` but no state of type `T` was registered.
+    #[error(
+        "handler `{handler}` at {location} takes `State<{state}>`, but no state of that type was \
+         registered; add `.state(value)` to the builder"
+    )]
+    MissingState {
+        /// The handler's function name.
+        handler: &'static str,
+        /// Where it is defined (`file:line`).
+        location: String,
+        /// The missing state type.
+        state: &'static str,
+    },
+    /// The app has nothing to subscribe to.
+    #[error(
+        "no topics to subscribe to: give handlers a `topic = \"...\"` or list topics in \
+         `[app] topics = [...]` of spine.toml"
+    )]
+    NoTopics,
+    /// librdkafka refused an operation.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The OS signal handlers could not be installed.
+    #[error("cannot listen for shutdown signals: {0}")]
+    Signal(#[source] std::io::Error),
+}
+
+impl Error {
+    pub(crate) fn config(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Config {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The error type handlers return.
+///
+/// Any `std::error::Error + Send + Sync + 'static` converts into it with `?`.
+/// By default a handler error is retried with backoff and then dead-lettered;
+/// [`HandlerError::fatal`] skips the retries.
+///
+/// ```
+/// use spine_core::HandlerError;
+///
+/// fn parse(amount: &str) -> Result<i64, HandlerError> {
+///     let n: i64 = amount.parse()?; // ParseIntError converts
+///     if n < 0 {
+///         // retrying will not make it positive: dead-letter at once
+///         return Err(HandlerError::msg("negative amount").fatal());
+///     }
+///     Ok(n)
+/// }
+/// assert!(parse("-1").unwrap_err().is_fatal());
+/// assert!(!parse("x").unwrap_err().is_fatal());
+/// ```
+pub struct HandlerError {
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    fatal: bool,
+}
+
+impl HandlerError {
+    /// An error with just a message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        HandlerError {
+            source: message.to_string().into(),
+            fatal: false,
+        }
+    }
+
+    /// Marks the error as permanent: the message goes to the dead-letter topic
+    /// without retries.
+    #[must_use]
+    pub fn fatal(mut self) -> Self {
+        self.fatal = true;
+        self
+    }
+
+    /// Whether retries are skipped for this error.
+    pub fn is_fatal(&self) -> bool {
+        self.fatal
+    }
+
+    /// The underlying error.
+    pub fn source_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.source
+    }
+}
+
+impl<E> From<E> for HandlerError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn from(error: E) -> Self {
+        HandlerError {
+            source: Box::new(error),
+            fatal: false,
+        }
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)?;
+        let mut cause = self.source.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerError")
+            .field("error", &self.to_string())
+            .field("fatal", &self.fatal)
+            .finish()
+    }
+}
+
+/// Why a message did not end as handled. The `as_str` form is what the
+/// dead-letter headers, error events and metrics carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The payload could not be decoded into the handler's payload type.
+    Decode,
+    /// The handler returned an error on every attempt (or a fatal one).
+    Handler,
+    /// No handler matches the message's event name.
+    UnknownEvent,
+    /// A reply or emitted event could not be encoded.
+    Encode,
+}
+
+impl FailureKind {
+    /// Stable name used in headers, error events and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Decode => "decode",
+            FailureKind::Handler => "handler",
+            FailureKind::UnknownEvent => "unknown_event",
+            FailureKind::Encode => "encode",
+        }
+    }
+
+    /// Whether trying again could succeed.
+    pub(crate) fn is_retryable(self) -> bool {
+        matches!(self, FailureKind::Handler)
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A message's failure, as recorded on the dead-letter topic.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The classification.
+    pub kind: FailureKind,
+    /// Human-readable cause.
+    pub message: String,
+    /// Whether the handler asked to skip retries.
+    pub fatal: bool,
+}
+
+impl Failure {
+    pub(crate) fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            message: message.into(),
+            fatal: !kind.is_retryable(),
+        }
+    }
+
+    pub(crate) fn from_handler(error: HandlerError) -> Self {
+        Failure {
+            kind: FailureKind::Handler,
+            fatal: error.is_fatal(),
+            message: error.to_string(),
+        }
+    }
+
+    pub(crate) fn retryable(&self) -> bool {
+        !self.fatal && self.kind.is_retryable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Outer(std::num::ParseIntError);
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bad amount")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn display_includes_the_cause_chain() {
+        let inner = "x".parse::<i64>().unwrap_err();
+        let e: HandlerError = Outer(inner).into();
+        assert_eq!(e.to_string(), "bad amount: invalid digit found in string");
+        assert!(!e.is_fatal());
+    }
+
+    #[test]
+    fn fatal_handler_errors_are_not_retried() {
+        let f = Failure::from_handler(HandlerError::msg("no").fatal());
+        assert!(!f.retryable());
+        let f = Failure::from_handler(HandlerError::msg("later"));
+        assert!(f.retryable());
+        assert!(!Failure::new(FailureKind::Decode, "bad json").retryable());
+    }
+}

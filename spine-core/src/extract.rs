@@ -1,0 +1,311 @@
+//! Extractors: the handler arguments after the payload. [`Meta`] (where the
+//! message came from), [`Context`] (publish from inside a handler), [`State`]
+//! (shared application state) and [`Raw`] (the payload bytes), all built by
+//! [`FromRecord`] from the message being handled.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::dispatch::Shared;
+use crate::error::HandlerError;
+use crate::outbound::{cloud_event_headers, Delivery, OutRecord, Origin, SentKind};
+use crate::record::Record;
+
+/// The message an extractor is built from.
+pub struct Scope<'a> {
+    pub(crate) rec: &'a Record<'a>,
+    pub(crate) event: Option<&'a str>,
+    pub(crate) shared: &'a Arc<Shared>,
+    pub(crate) emits: Option<Arc<EmitLog>>,
+}
+
+impl<'a> Scope<'a> {
+    pub(crate) fn new(rec: &'a Record<'a>, event: Option<&'a str>, shared: &'a Arc<Shared>) -> Self {
+        Scope {
+            rec,
+            event,
+            shared,
+            emits: None,
+        }
+    }
+
+    /// Source topic.
+    pub fn topic(&self) -> &str {
+        self.rec.topic
+    }
+
+    /// Message key.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.rec.key
+    }
+
+    /// Payload bytes.
+    pub fn payload(&self) -> Option<&[u8]> {
+        self.rec.payload
+    }
+
+    /// The last value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.rec.header(name)
+    }
+
+    /// Registered state of type `T`.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.shared.states.get::<T>()
+    }
+
+    pub(crate) fn emit_log(&mut self) -> Arc<EmitLog> {
+        self.emits
+            .get_or_insert_with(|| Arc::new(EmitLog::default()))
+            .clone()
+    }
+}
+
+/// A handler argument built from the message being handled.
+///
+/// Implemented by [`Meta`], [`Context`], [`State`] and [`Raw`]; implement it
+/// for your own types to extract something else.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler argument",
+    label = "not an extractor",
+    note = "after the payload (the first argument), a handler takes only extractors: \
+            `Meta`, `Context`, `State<T>` or `Raw`",
+    note = "if `{Self}` is the payload, make it the first argument"
+)]
+pub trait FromRecord: Sized + Send + 'static {
+    /// Builds the argument.
+    fn from_record(scope: &mut Scope<'_>) -> Result<Self, HandlerError>;
+
+    /// Checked once at startup; returns the name of missing state.
+    #[doc(hidden)]
+    fn missing_state(_states: &States) -> Option<&'static str> {
+        None
+    }
+}
+
+/// Where a message came from.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+    /// Broker or producer timestamp, in milliseconds since the epoch.
+    pub timestamp: Option<i64>,
+    /// Message key.
+    pub key: Option<Vec<u8>>,
+    /// Every header, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The event name the message was routed by.
+    pub event: Option<String>,
+    /// `ce_id`, or `topic/partition/offset` when the publisher sent none.
+    pub event_id: String,
+    /// `ce_correlationid`, or the event id when the message starts a conversation.
+    pub correlation_id: String,
+}
+
+impl Meta {
+    /// The key as UTF-8 text.
+    pub fn key_str(&self) -> Option<&str> {
+        self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+    }
+
+    /// The last value of header `name`, as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+impl FromRecord for Meta {
+    fn from_record(scope: &mut Scope<'_>) -> Result<Self, HandlerError> {
+        let r = scope.rec;
+        Ok(Meta {
+            topic: r.topic.to_owned(),
+            partition: r.partition,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key.map(<[u8]>::to_vec),
+            headers: r.headers_vec(),
+            event: scope.event.map(str::to_owned),
+            event_id: r.event_id(),
+            correlation_id: r.correlation_id(),
+        })
+    }
+}
+
+/// The payload's bytes, exactly as consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raw(pub Vec<u8>);
+
+impl FromRecord for Raw {
+    fn from_record(scope: &mut Scope<'_>) -> Result<Self, HandlerError> {
+        Ok(Raw(scope.rec.payload.unwrap_or_default().to_vec()))
+    }
+}
+
+/// Shared application state registered with `Builder::state`.
+///
+/// ```
+/// use spine_core::State;
+/// struct Db { url: String }
+/// async fn handler(_order: serde_json::Value, db: State<Db>) {
+///     println!("{}", db.url); // derefs to Db
+/// }
+/// ```
+pub struct State<T>(pub Arc<T>);
+
+impl<T> Deref for State<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> Clone for State<T> {
+    fn clone(&self) -> Self {
+        State(self.0.clone())
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for State<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("State").field(&self.0).finish()
+    }
+}
+
+impl<T: Send + Sync + 'static> FromRecord for State<T> {
+    fn from_record(scope: &mut Scope<'_>) -> Result<Self, HandlerError> {
+        scope.state::<T>().map(State).ok_or_else(|| {
+            HandlerError::msg(format!(
+                "no state of type `{}` is registered",
+                std::any::type_name::<T>()
+            ))
+            .fatal()
+        })
+    }
+
+    fn missing_state(states: &States) -> Option<&'static str> {
+        match states.get::<T>() {
+            Some(_) => None,
+            None => Some(std::any::type_name::<T>()),
+        }
+    }
+}
+
+/// Application state, by type.
+#[derive(Default, Clone)]
+#[doc(hidden)]
+pub struct States(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+
+impl States {
+    pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        self.0.insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    pub(crate) fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.0
+            .get(&TypeId::of::<T>())
+            .and_then(|a| a.clone().downcast::<T>().ok())
+    }
+}
+
+/// Deliveries of the events a handler emitted, awaited before its offset commits.
+#[derive(Default)]
+pub(crate) struct EmitLog(Mutex<Vec<Delivery>>);
+
+impl EmitLog {
+    pub(crate) fn take(&self) -> Vec<Delivery> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Publishes events from inside a handler.
+///
+/// Emitted events carry the incoming message's correlation id, and its `ce_id`
+/// as their causation id. `emit` only queues the event: the message's offset is
+/// committed after the broker acknowledges it, so an emitted event is never
+/// lost, though it may be published twice if the app crashes in between.
+#[derive(Clone)]
+pub struct Context {
+    shared: Arc<Shared>,
+    origin: Arc<Origin>,
+    emits: Arc<EmitLog>,
+}
+
+/// A [`Context::emit`] failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The payload could not be serialised.
+    #[error("cannot encode the event as JSON: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl Context {
+    /// Publishes event `event` to `topic`, keyed like the incoming message.
+    pub fn emit<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        event: &str,
+        payload: &T,
+    ) -> Result<(), EmitError> {
+        let key = self.origin.key.clone();
+        self.emit_with_key(topic, event, key, payload)
+    }
+
+    /// Publishes event `event` to `topic` with the given key.
+    pub fn emit_with_key<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        event: &str,
+        key: Option<Vec<u8>>,
+        payload: &T,
+    ) -> Result<(), EmitError> {
+        let payload = serde_json::to_vec(payload)?;
+        let rec = OutRecord {
+            kind: SentKind::Emit,
+            topic: topic.to_owned(),
+            key,
+            payload: Some(payload),
+            headers: cloud_event_headers(&self.shared.config.app.name, event, Some(&self.origin)),
+        };
+        let delivery = self.shared.outbound.enqueue(rec);
+        self.emits
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(delivery);
+        Ok(())
+    }
+
+    /// The correlation id of the conversation this message belongs to.
+    pub fn correlation_id(&self) -> &str {
+        &self.origin.correlation
+    }
+
+    /// The app's name (`ce_source` of what it publishes).
+    pub fn app_name(&self) -> &str {
+        &self.shared.config.app.name
+    }
+}
+
+impl FromRecord for Context {
+    fn from_record(scope: &mut Scope<'_>) -> Result<Self, HandlerError> {
+        Ok(Context {
+            shared: scope.shared.clone(),
+            origin: Arc::new(Origin::of(scope.rec)),
+            emits: scope.emit_log(),
+        })
+    }
+}

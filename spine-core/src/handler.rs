@@ -1,0 +1,210 @@
+//! The [`Handler`] trait, implemented for every `async fn` whose first argument
+//! is a payload and whose other arguments are extractors, and the
+//! [`HandlerDescriptor`] that `#[on]` attaches to each handler.
+//!
+//! The typing lives here, in trait impls generated for each arity, as in axum:
+//! the macro only names the function, it writes no dispatch logic.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Failure, FailureKind, HandlerError};
+use crate::extract::{FromRecord, Scope, States};
+use crate::reply::{IntoReplies, Reply};
+
+/// The future of one handler call, boxed so that handlers of any type share
+/// one dispatch table.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<Reply>, HandlerError>> + Send>>;
+
+/// An async function usable as a Spine handler.
+///
+/// `Args` is `(Payload, Extractor1, Extractor2, ...)`. You never implement this:
+/// it holds for every `async fn(P, E1, .., En) -> R` (up to 8 extractors) where
+/// `P: DeserializeOwned`, each `Ei: FromRecord` and `R: IntoReplies`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a Spine handler",
+    label = "not a handler",
+    note = "a handler is `async fn name(payload: P, extractors...) -> R` where `P: serde::de::DeserializeOwned`, \
+            the extractors are `Meta`, `Context`, `State<T>` or `Raw`, and `R` is `()`, `Reply`, `Vec<Reply>` or a `Result` of those"
+)]
+pub trait Handler<Args>: Clone + Send + Sync + Sized + 'static {
+    /// The payload type, decoded before the call.
+    type Payload: DeserializeOwned + Send + 'static;
+
+    /// Builds the extractors and starts the call.
+    fn call(&self, payload: Self::Payload, scope: &mut Scope<'_>) -> Result<HandlerFuture, HandlerError>;
+
+    /// The first `State<T>` argument whose `T` is not registered.
+    #[doc(hidden)]
+    fn missing_state(states: &States) -> Option<&'static str>;
+}
+
+macro_rules! impl_handler {
+    ($($E:ident),*) => {
+        impl<F, Fut, R, P, $($E,)*> Handler<(P, $($E,)*)> for F
+        where
+            F: Fn(P, $($E,)*) -> Fut + Clone + Send + Sync + 'static,
+            Fut: Future<Output = R> + Send + 'static,
+            R: IntoReplies,
+            P: DeserializeOwned + Send + 'static,
+            $($E: FromRecord,)*
+        {
+            type Payload = P;
+
+            #[allow(non_snake_case, unused_variables)]
+            fn call(&self, payload: P, scope: &mut Scope<'_>) -> Result<HandlerFuture, HandlerError> {
+                $(let $E = $E::from_record(scope)?;)*
+                let fut = (self)(payload, $($E,)*);
+                Ok(Box::pin(async move { fut.await.into_replies() }))
+            }
+
+            #[allow(unused_variables)]
+            fn missing_state(states: &States) -> Option<&'static str> {
+                None $(.or_else(|| $E::missing_state(states)))*
+            }
+        }
+    };
+}
+
+impl_handler!();
+impl_handler!(E1);
+impl_handler!(E1, E2);
+impl_handler!(E1, E2, E3);
+impl_handler!(E1, E2, E3, E4);
+impl_handler!(E1, E2, E3, E4, E5);
+impl_handler!(E1, E2, E3, E4, E5, E6);
+impl_handler!(E1, E2, E3, E4, E5, E6, E7);
+impl_handler!(E1, E2, E3, E4, E5, E6, E7, E8);
+
+/// A handler with its types erased, as stored in the dispatch table.
+pub(crate) trait ErasedHandler: Send + Sync {
+    /// Decodes the payload, builds the extractors and starts the call.
+    fn start(&self, scope: &mut Scope<'_>) -> Result<HandlerFuture, Failure>;
+    fn missing_state(&self, states: &States) -> Option<&'static str>;
+}
+
+struct Erased<H, Args> {
+    handler: H,
+    _args: PhantomData<fn() -> Args>,
+}
+
+impl<H, Args> ErasedHandler for Erased<H, Args>
+where
+    H: Handler<Args>,
+    Args: 'static,
+{
+    fn start(&self, scope: &mut Scope<'_>) -> Result<HandlerFuture, Failure> {
+        let payload = crate::codec::decode::<H::Payload>(scope.rec)?;
+        self.handler
+            .call(payload, scope)
+            .map_err(Failure::from_handler)
+    }
+
+    fn missing_state(&self, states: &States) -> Option<&'static str> {
+        H::missing_state(states)
+    }
+}
+
+/// What `#[on]` knows about a handler. Built by the macro; read it to list routes.
+#[derive(Clone)]
+pub struct HandlerDescriptor {
+    /// The function's name.
+    pub name: &'static str,
+    /// The topic it listens to, or `None` for every subscribed topic.
+    pub topic: Option<&'static str>,
+    /// The event it handles, or `None` for every event of its topic.
+    pub event: Option<&'static str>,
+    /// The payload type, as written in the signature.
+    pub payload: &'static str,
+    /// Source file of the function.
+    pub file: &'static str,
+    /// Line of the function.
+    pub line: u32,
+    /// Whether it may share its (topic, event) key with other fan-out handlers.
+    pub fan_out: bool,
+    pub(crate) handler: Arc<dyn ErasedHandler>,
+}
+
+impl std::fmt::Debug for HandlerDescriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerDescriptor")
+            .field("name", &self.name)
+            .field("topic", &self.topic)
+            .field("event", &self.event)
+            .field("payload", &self.payload)
+            .field("location", &self.location())
+            .field("fan_out", &self.fan_out)
+            .finish()
+    }
+}
+
+/// The static part of a descriptor, written by `#[on]`.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct HandlerInfo {
+    pub name: &'static str,
+    pub topic: Option<&'static str>,
+    pub event: Option<&'static str>,
+    pub payload: &'static str,
+    pub file: &'static str,
+    pub line: u32,
+    pub fan_out: bool,
+}
+
+impl HandlerDescriptor {
+    /// Pairs a handler function with what `#[on]` says about it.
+    #[doc(hidden)]
+    pub fn new<H, Args>(handler: H, info: HandlerInfo) -> Self
+    where
+        H: Handler<Args>,
+        Args: 'static,
+    {
+        HandlerDescriptor {
+            name: info.name,
+            topic: info.topic,
+            event: info.event,
+            payload: info.payload,
+            file: info.file,
+            line: info.line,
+            fan_out: info.fan_out,
+            handler: Arc::new(Erased {
+                handler,
+                _args: PhantomData,
+            }),
+        }
+    }
+
+    /// `file:line` of the handler.
+    pub fn location(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+}
+
+/// Implemented by the hidden item `#[on]` emits beside each handler, so that
+/// `handlers![accept]` finds the descriptor of `accept`.
+#[doc(hidden)]
+pub trait Describe {
+    fn descriptor() -> HandlerDescriptor;
+}
+
+/// Compile-time checks emitted by `#[on]` on the user's own tokens, so that a
+/// wrong signature is reported where it is written.
+#[doc(hidden)]
+pub mod assert {
+    use super::*;
+
+    pub fn payload<T: DeserializeOwned + Send + 'static>() {}
+    pub fn extractor<T: FromRecord>() {}
+    pub fn returns<T: IntoReplies>() {}
+}
+
+pub(crate) fn decode_failure(type_name: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::new(
+        FailureKind::Decode,
+        format!("cannot decode the payload as `{type_name}`: {e}"),
+    )
+}

@@ -1,0 +1,52 @@
+//! Runtime of Spine, the framework for typed Kafka event handlers.
+//!
+//! Users depend on the `spine` crate, which re-exports what is public here and
+//! adds the `#[on]` macro. This crate owns configuration, the dispatch table,
+//! the consumer loop (at-least-once offset tracking, key-ordered concurrency,
+//! backpressure, retries, dead-lettering, graceful shutdown), the producer side
+//! (replies, emitted events, CloudEvents headers) and the in-process test kit.
+#![warn(missing_docs)]
+
+mod app;
+mod codec;
+pub mod config;
+mod consumer;
+pub mod dev;
+mod dispatch;
+mod error;
+mod extract;
+mod handler;
+mod lanes;
+pub mod metrics;
+pub mod middleware;
+mod outbound;
+mod record;
+mod reply;
+mod routing;
+pub mod testing;
+mod tracker;
+
+pub use app::{App, Builder, Shutdown, Spine, StatsHandle};
+pub use config::Config;
+pub use dispatch::StatsSnapshot;
+pub use error::{Error, Failure, FailureKind, HandlerError};
+pub use extract::{Context, EmitError, FromRecord, Meta, Raw, Scope, State};
+pub use handler::{Handler, HandlerDescriptor, HandlerFuture};
+pub use outbound::{PublishError, Publisher, Sent, SentKind};
+pub use reply::{IntoReplies, Reply};
+
+/// Header names Spine reads and writes.
+pub mod headers {
+    pub use crate::dispatch::dlq_headers as dead_letter;
+    pub use crate::record::{
+        CE_CAUSATION_ID, CE_CORRELATION_ID, CE_ID, CE_SOURCE, CE_SPECVERSION, CE_TIME, CE_TYPE,
+        CONTENT_TYPE,
+    };
+}
+
+/// Items the `#[on]` macro's expansion names. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::extract::States;
+    pub use crate::handler::{assert, Describe, HandlerDescriptor, HandlerInfo};
+}

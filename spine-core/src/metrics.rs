@@ -1,0 +1,53 @@
+//! Metric names and the per-topic counter handles the consumer loop keeps, so
+//! that counting a message costs an atomic add, not a registry lookup.
+//!
+//! Metrics go through the [`metrics`] facade: install a recorder (Prometheus,
+//! StatsD, ...) before building the app.
+
+use metrics::{counter, Counter};
+
+/// Messages received from Kafka. Labels: `topic`.
+pub const CONSUMED: &str = "spine_messages_consumed_total";
+/// Messages whose handlers all succeeded. Labels: `topic`.
+pub const HANDLED: &str = "spine_messages_handled_total";
+/// Failed handler attempts (each attempt counts). Labels: `topic`, `kind`.
+pub const FAILED: &str = "spine_messages_failed_total";
+/// Retries scheduled after a failed attempt. Labels: `topic`.
+pub const RETRIED: &str = "spine_messages_retried_total";
+/// Messages published to a dead-letter topic. Labels: `topic`, `kind`.
+pub const DEAD_LETTERED: &str = "spine_messages_dead_lettered_total";
+/// Messages no handler matched. Labels: `topic`.
+pub const UNKNOWN_EVENT: &str = "spine_messages_unknown_event_total";
+/// Replies and emitted events handed to the producer. Labels: `topic` (the source topic).
+pub const PRODUCED: &str = "spine_records_produced_total";
+/// Failed deliveries that are being retried. Labels: `topic` (the destination).
+pub const PRODUCE_ERRORS: &str = "spine_produce_errors_total";
+/// Errors reported by the consumer (transport failures and the like); the loop carries on.
+pub const CONSUMER_ERRORS: &str = "spine_consumer_errors_total";
+/// Offset commits that failed. They are retried at the next interval.
+pub const COMMIT_ERRORS: &str = "spine_commit_errors_total";
+/// Times fetching was paused because `max_in_flight` was reached.
+pub const BACKPRESSURE_PAUSES: &str = "spine_backpressure_pauses_total";
+
+/// Counter handles for one topic.
+#[derive(Clone)]
+pub(crate) struct TopicMetrics {
+    pub(crate) consumed: Counter,
+    pub(crate) handled: Counter,
+    pub(crate) retried: Counter,
+    pub(crate) unknown_event: Counter,
+    pub(crate) produced: Counter,
+}
+
+impl TopicMetrics {
+    pub(crate) fn new(topic: &str) -> Self {
+        let t = topic.to_owned();
+        TopicMetrics {
+            consumed: counter!(CONSUMED, "topic" => t.clone()),
+            handled: counter!(HANDLED, "topic" => t.clone()),
+            retried: counter!(RETRIED, "topic" => t.clone()),
+            unknown_event: counter!(UNKNOWN_EVENT, "topic" => t.clone()),
+            produced: counter!(PRODUCED, "topic" => t),
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! Everything the app publishes: replies, emitted events, dead-letter records and
+//! error events. Owns the CloudEvents headers, the producer (or, under
+//! [`crate::testing::TestApp`], an in-memory sink) and delivery tracking: a
+//! message's offset is committed only after what it published is acknowledged.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::metrics as m;
+use crate::record::{
+    Record, CE_CAUSATION_ID, CE_CORRELATION_ID, CE_ID, CE_SOURCE, CE_SPECVERSION, CE_TIME,
+    CE_TYPE, CONTENT_TYPE,
+};
+
+/// Why something was published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SentKind {
+    /// Returned by a handler.
+    Reply,
+    /// Published with [`crate::Context::emit`].
+    Emit,
+    /// A failed message, copied to its dead-letter topic.
+    DeadLetter,
+    /// An `event.error.<name>` event.
+    ErrorEvent,
+    /// Published with [`crate::Publisher`].
+    Publish,
+}
+
+/// A record as it was handed to the producer.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// Why it was published.
+    pub kind: SentKind,
+    /// Destination topic.
+    pub topic: String,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Payload bytes.
+    pub payload: Option<Vec<u8>>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Sent {
+    /// The last value of header `name`, as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// The event name (`ce_type`).
+    pub fn event(&self) -> Option<&str> {
+        self.header(CE_TYPE)
+    }
+
+    /// Decodes the JSON payload.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(self.payload.as_deref().unwrap_or(b"null"))
+    }
+}
+
+/// Identity of the message being handled, carried into what it causes.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub(crate) id: String,
+    pub(crate) correlation: String,
+    pub(crate) key: Option<Vec<u8>>,
+}
+
+impl Origin {
+    pub(crate) fn of(rec: &Record<'_>) -> Origin {
+        Origin {
+            id: rec.event_id(),
+            correlation: rec.correlation_id(),
+            key: rec.key.map(<[u8]>::to_vec),
+        }
+    }
+}
+
+/// The `ce_*` headers of a new event named `event`, published by `source`,
+/// caused by `origin` if there is one.
+pub(crate) fn cloud_event_headers(
+    source: &str,
+    event: &str,
+    origin: Option<&Origin>,
+) -> Vec<(String, Vec<u8>)> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    let mut h = Vec::with_capacity(8);
+    h.push((CE_SPECVERSION.to_owned(), b"1.0".to_vec()));
+    h.push((CE_ID.to_owned(), id.clone().into_bytes()));
+    h.push((CE_SOURCE.to_owned(), source.as_bytes().to_vec()));
+    h.push((CE_TYPE.to_owned(), event.as_bytes().to_vec()));
+    h.push((CE_TIME.to_owned(), time.into_bytes()));
+    h.push((CONTENT_TYPE.to_owned(), b"application/json".to_vec()));
+    match origin {
+        Some(o) => {
+            h.push((CE_CORRELATION_ID.to_owned(), o.correlation.as_bytes().to_vec()));
+            h.push((CE_CAUSATION_ID.to_owned(), o.id.as_bytes().to_vec()));
+        }
+        None => h.push((CE_CORRELATION_ID.to_owned(), id.into_bytes())),
+    }
+    h
+}
+
+/// A record on its way to the producer.
+pub(crate) struct OutRecord {
+    pub(crate) kind: SentKind,
+    pub(crate) topic: String,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) payload: Option<Vec<u8>>,
+    pub(crate) headers: Vec<(String, Vec<u8>)>,
+}
+
+impl OutRecord {
+    fn from_returned(kind: SentKind, m: &OwnedMessage) -> OutRecord {
+        let r = Record::owned(m);
+        OutRecord {
+            kind,
+            topic: r.topic.to_owned(),
+            key: r.key.map(<[u8]>::to_vec),
+            payload: r.payload.map(<[u8]>::to_vec),
+            headers: r.headers_vec(),
+        }
+    }
+
+    fn into_sent(self) -> Sent {
+        Sent {
+            kind: self.kind,
+            topic: self.topic,
+            key: self.key,
+            payload: self.payload,
+            headers: self.headers,
+        }
+    }
+}
+
+/// Where published records go.
+#[derive(Clone)]
+pub(crate) enum Outbound {
+    Kafka(FutureProducer),
+    Memory(Arc<Mutex<Vec<Sent>>>),
+}
+
+impl Outbound {
+    /// A producer configured from `[kafka]`.
+    pub(crate) fn kafka(config: &Config) -> Result<Outbound, Error> {
+        let mut cc = ClientConfig::new();
+        for (k, v) in &config.kafka {
+            if !is_consumer_only(k) {
+                cc.set(k, v);
+            }
+        }
+        let producer = cc.create().map_err(|e| kafka_config_error(config, e))?;
+        Ok(Outbound::Kafka(producer))
+    }
+
+    /// Hands a record to the producer. Never blocks: a full producer queue is
+    /// retried when the delivery is settled.
+    pub(crate) fn enqueue(&self, rec: OutRecord) -> Delivery {
+        match self {
+            Outbound::Memory(sink) => {
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(rec.into_sent());
+                Delivery::Done
+            }
+            Outbound::Kafka(producer) => {
+                let kind = rec.kind;
+                let sent = {
+                    let mut fr = FutureRecord::<[u8], [u8]>::to(&rec.topic)
+                        .headers(owned_headers(&rec.headers));
+                    if let Some(k) = &rec.key {
+                        fr = fr.key(k);
+                    }
+                    if let Some(p) = &rec.payload {
+                        fr = fr.payload(p);
+                    }
+                    producer.send_result(fr).map_err(|(e, _)| e)
+                };
+                match sent {
+                    Ok(fut) => Delivery::Kafka { fut, kind },
+                    Err(e) => {
+                        tracing::debug!(topic = %rec.topic, error = %e, "producer queue refused a record; will retry");
+                        Delivery::Unsent(rec)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until every delivery is acknowledged, re-sending failed ones with
+    /// backoff. Returns only when all are delivered: a record that cannot be
+    /// delivered holds back its message's offset, it is never dropped.
+    pub(crate) async fn settle(&self, deliveries: Vec<Delivery>) {
+        for d in deliveries {
+            let mut delivery = d;
+            let mut wait = Duration::from_millis(50);
+            loop {
+                let failed = match delivery {
+                    Delivery::Done => break,
+                    Delivery::Kafka { fut, kind } => match fut.await {
+                        Ok(Ok(_)) => break,
+                        Ok(Err((e, msg))) => {
+                            tracing::warn!(topic = msg_topic(&msg), error = %e, "delivery failed; retrying");
+                            OutRecord::from_returned(kind, &msg)
+                        }
+                        Err(_canceled) => {
+                            // The producer was dropped: only happens at exit. The
+                            // offset stays uncommitted and the message is re-delivered.
+                            return std::future::pending::<()>().await;
+                        }
+                    },
+                    Delivery::Unsent(rec) => rec,
+                };
+                metrics::counter!(m::PRODUCE_ERRORS, "topic" => failed.topic.clone()).increment(1);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+                delivery = self.enqueue(failed);
+            }
+        }
+    }
+}
+
+fn msg_topic(m: &OwnedMessage) -> String {
+    use rdkafka::Message;
+    m.topic().to_owned()
+}
+
+/// A record handed to the producer, not yet acknowledged.
+pub(crate) enum Delivery {
+    Done,
+    Kafka { fut: DeliveryFuture, kind: SentKind },
+    Unsent(OutRecord),
+}
+
+fn owned_headers(headers: &[(String, Vec<u8>)]) -> OwnedHeaders {
+    headers
+        .iter()
+        .fold(OwnedHeaders::new_with_capacity(headers.len()), |h, (k, v)| {
+            h.insert(Header {
+                key: k,
+                value: Some(v),
+            })
+        })
+}
+
+/// Consumer properties that a producer would warn about.
+fn is_consumer_only(key: &str) -> bool {
+    key == "group.id"
+        || key == "group.instance.id"
+        || key.starts_with("session.")
+        || key.starts_with("heartbeat.")
+        || key.starts_with("auto.offset.")
+        || key.starts_with("auto.commit.")
+        || key.starts_with("enable.auto.")
+        || key.starts_with("fetch.")
+        || key.starts_with("max.poll.")
+        || key.starts_with("partition.assignment.")
+        || key.starts_with("queued.")
+        || key.starts_with("enable.partition.eof")
+        || key.starts_with("isolation.")
+        || key.starts_with("group.")
+        || key.starts_with("check.crcs")
+        || key.starts_with("consume.")
+}
+
+/// Properties only producers understand, kept off the consumer.
+pub(crate) fn is_producer_only(key: &str) -> bool {
+    matches!(
+        key,
+        "acks"
+            | "request.required.acks"
+            | "linger.ms"
+            | "queue.buffering.max.ms"
+            | "queue.buffering.max.messages"
+            | "queue.buffering.max.kbytes"
+            | "batch.num.messages"
+            | "batch.size"
+            | "compression.type"
+            | "compression.codec"
+            | "compression.level"
+            | "enable.idempotence"
+            | "message.timeout.ms"
+            | "delivery.timeout.ms"
+            | "retries"
+            | "message.send.max.retries"
+            | "retry.backoff.ms"
+            | "partitioner"
+            | "transactional.id"
+            | "transaction.timeout.ms"
+            | "request.timeout.ms"
+            | "max.in.flight.requests.per.connection"
+            | "max.in.flight"
+            | "sticky.partitioning.linger.ms"
+    )
+}
+
+/// Turns librdkafka's refusal of a property into a config error naming it.
+pub(crate) fn kafka_config_error(_config: &Config, e: rdkafka::error::KafkaError) -> Error {
+    use rdkafka::error::KafkaError;
+    match e {
+        KafkaError::ClientConfig(_, desc, key, value) => Error::config(
+            format!("kafka.{key}"),
+            format!("librdkafka rejected `{value}`: {desc}"),
+        ),
+        other => Error::Kafka(other),
+    }
+}
+
+/// Publishes events from outside handlers (a CLI, a web endpoint, a test), with
+/// the same CloudEvents headers as replies, and waits for the broker's ack.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut config = spine_core::Config::default();
+/// config.set_kafka("bootstrap.servers", "127.0.0.1:9092");
+/// let publisher = spine_core::Publisher::new(&config)?;
+/// publisher
+///     .publish("orders", "order.placed", Some("o-1"), &serde_json::json!({"order_id": "o-1"}))
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    source: String,
+}
+
+/// A [`Publisher`] failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The payload could not be serialised.
+    #[error("cannot encode the payload as JSON: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The broker did not acknowledge the record.
+    #[error("delivery to `{topic}` failed: {error}")]
+    Delivery {
+        /// Destination topic.
+        topic: String,
+        /// librdkafka's error.
+        error: rdkafka::error::KafkaError,
+    },
+}
+
+impl Publisher {
+    /// A publisher using the `[kafka]` properties of `config`; `app.name` becomes `ce_source`.
+    pub fn new(config: &Config) -> Result<Publisher, Error> {
+        match Outbound::kafka(config)? {
+            Outbound::Kafka(producer) => Ok(Publisher {
+                producer,
+                source: config.app.name.clone(),
+            }),
+            Outbound::Memory(_) => unreachable!("Outbound::kafka builds a producer"),
+        }
+    }
+
+    /// Publishes one JSON event and waits for the broker to acknowledge it.
+    pub async fn publish<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        event: &str,
+        key: Option<&str>,
+        payload: &T,
+    ) -> Result<(), PublishError> {
+        let payload = serde_json::to_vec(payload)?;
+        self.publish_bytes(topic, event, key.map(str::as_bytes), &payload)
+            .await
+    }
+
+    /// Publishes raw payload bytes as event `event` and waits for the ack.
+    pub async fn publish_bytes(
+        &self,
+        topic: &str,
+        event: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<(), PublishError> {
+        let headers = cloud_event_headers(&self.source, event, None);
+        let mut fr = FutureRecord::<[u8], [u8]>::to(topic)
+            .payload(payload)
+            .headers(owned_headers(&headers));
+        if let Some(k) = key {
+            fr = fr.key(k);
+        }
+        self.producer
+            .send(fr, rdkafka::util::Timeout::Never)
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| PublishError::Delivery {
+                topic: topic.to_owned(),
+                error,
+            })
+    }
+
+    /// Waits until everything queued is delivered.
+    pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        use rdkafka::producer::Producer;
+        self.producer.flush(timeout).map_err(Error::Kafka)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_event_headers_carry_the_conversation() {
+        let origin = Origin {
+            id: "in-1".into(),
+            correlation: "conv-9".into(),
+            key: None,
+        };
+        let h = cloud_event_headers("svc", "order.accepted", Some(&origin));
+        let sent = Sent {
+            kind: SentKind::Reply,
+            topic: "t".into(),
+            key: None,
+            payload: None,
+            headers: h,
+        };
+        assert_eq!(sent.event(), Some("order.accepted"));
+        assert_eq!(sent.header(CE_SOURCE), Some("svc"));
+        assert_eq!(sent.header(CE_CORRELATION_ID), Some("conv-9"));
+        assert_eq!(sent.header(CE_CAUSATION_ID), Some("in-1"));
+        assert_eq!(sent.header(CE_SPECVERSION), Some("1.0"));
+        let id = sent.header(CE_ID).unwrap();
+        assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 4);
+
+        let fresh = cloud_event_headers("svc", "x", None);
+        let sent = Sent { headers: fresh, ..sent };
+        assert_eq!(sent.header(CE_CORRELATION_ID), sent.header(CE_ID));
+        assert_eq!(sent.header(CE_CAUSATION_ID), None);
+    }
+
+    #[test]
+    fn consumer_and_producer_properties_are_kept_apart() {
+        assert!(is_consumer_only("group.id"));
+        assert!(is_consumer_only("session.timeout.ms"));
+        assert!(is_consumer_only("fetch.wait.max.ms"));
+        assert!(!is_consumer_only("bootstrap.servers"));
+        assert!(is_producer_only("linger.ms"));
+        assert!(!is_producer_only("bootstrap.servers"));
+    }
+}

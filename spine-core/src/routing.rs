@@ -1,0 +1,196 @@
+//! The dispatch table: which handler gets a message, by (topic, event name), and
+//! where each topic's event names come from.
+//!
+//! Precedence is resolved once at startup, so a lookup is one hash probe:
+//! (topic, event) beats (any topic, event), which beats (topic, any event),
+//! which beats a handler with neither.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::codec::json_field;
+use crate::config::{Config, EventSource, UnknownEvent};
+use crate::error::Error;
+use crate::handler::HandlerDescriptor;
+use crate::metrics::TopicMetrics;
+use crate::record::Record;
+
+type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
+/// The handlers one message goes to: one, or several with fan-out.
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) handlers: Arc<[HandlerDescriptor]>,
+}
+
+impl Route {
+    pub(crate) fn single(&self) -> Option<&HandlerDescriptor> {
+        match &*self.handlers {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn names(&self) -> String {
+        self.handlers
+            .iter()
+            .map(|h| h.name)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Everything the loop needs for messages of one topic.
+pub(crate) struct TopicRoutes {
+    pub(crate) topic: Arc<str>,
+    by_event: FastMap<Box<str>, Route>,
+    any: Option<Route>,
+    pub(crate) source: EventSource,
+    pub(crate) unknown: UnknownEvent,
+    pub(crate) dead_letter_topic: String,
+    pub(crate) error_topic: String,
+    pub(crate) metrics: TopicMetrics,
+}
+
+impl TopicRoutes {
+    /// The message's event name, from this topic's event source.
+    pub(crate) fn event_name<'a>(&self, rec: &Record<'a>) -> Option<Cow<'a, str>> {
+        match &self.source {
+            EventSource::Header(name) => rec.header_str(name).map(Cow::Borrowed),
+            EventSource::Key => rec
+                .key
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .map(Cow::Borrowed),
+            EventSource::Field(name) => rec.payload.and_then(|p| json_field(p, name)),
+        }
+    }
+
+    /// The route for an event name, after precedence.
+    pub(crate) fn route(&self, event: Option<&str>) -> Option<&Route> {
+        event
+            .and_then(|e| self.by_event.get(e))
+            .or(self.any.as_ref())
+    }
+}
+
+/// Routes of every subscribed topic.
+pub(crate) struct DispatchTable {
+    topics: Vec<TopicRoutes>,
+    index: FastMap<Box<str>, usize>,
+}
+
+type Key = (Option<&'static str>, Option<&'static str>);
+
+fn describe_key((topic, event): Key) -> String {
+    match (topic, event) {
+        (Some(t), Some(e)) => format!("topic \"{t}\", event \"{e}\""),
+        (None, Some(e)) => format!("event \"{e}\" on any topic"),
+        (Some(t), None) => format!("every event of topic \"{t}\""),
+        (None, None) => "every event of every topic".to_owned(),
+    }
+}
+
+impl DispatchTable {
+    pub(crate) fn build(handlers: &[HandlerDescriptor], config: &Config) -> Result<Self, Error> {
+        let mut groups: BTreeMap<Key, Vec<HandlerDescriptor>> = BTreeMap::new();
+        for h in handlers {
+            groups.entry((h.topic, h.event)).or_default().push(h.clone());
+        }
+        for (key, group) in &groups {
+            if group.len() < 2 {
+                continue;
+            }
+            // Report a pair where at least one side did not ask for fan-out.
+            if let Some(pos) = group.iter().position(|h| !h.fan_out) {
+                let (a, b) = if pos == 0 {
+                    (&group[0], &group[1])
+                } else {
+                    (&group[0], &group[pos])
+                };
+                return Err(Error::DuplicateRoute {
+                    key: describe_key(*key),
+                    first: a.name,
+                    first_location: a.location(),
+                    second: b.name,
+                    second_location: b.location(),
+                });
+            }
+        }
+        let route = |g: &Vec<HandlerDescriptor>| Route {
+            handlers: g.clone().into(),
+        };
+
+        let mut topics: BTreeSet<String> = config.app.topics.iter().cloned().collect();
+        topics.extend(handlers.iter().filter_map(|h| h.topic).map(str::to_owned));
+        if topics.is_empty() {
+            return Err(Error::NoTopics);
+        }
+
+        let mut table = DispatchTable {
+            topics: Vec::new(),
+            index: FastMap::default(),
+        };
+        for topic in topics {
+            let mut by_event = FastMap::default();
+            for ((t, e), g) in &groups {
+                if let (None, Some(e)) = (t, e) {
+                    by_event.insert(Box::<str>::from(*e), route(g));
+                }
+            }
+            for ((t, e), g) in &groups {
+                if let (Some(t), Some(e)) = (t, e) {
+                    if *t == topic {
+                        by_event.insert(Box::<str>::from(*e), route(g));
+                    }
+                }
+            }
+            let topic_wide = groups
+                .iter()
+                .find(|((t, e), _)| *t == Some(topic.as_str()) && e.is_none())
+                .map(|(_, g)| g);
+            let any = topic_wide.or_else(|| groups.get(&(None, None))).map(route);
+            table.index.insert(topic.as_str().into(), table.topics.len());
+            table.topics.push(TopicRoutes {
+                source: config.event_source(&topic).clone(),
+                unknown: config.unknown_event(&topic),
+                dead_letter_topic: config.dead_letter_topic(&topic),
+                error_topic: config.error_event_topic(&topic),
+                metrics: TopicMetrics::new(&topic),
+                topic: topic.as_str().into(),
+                by_event,
+                any,
+            });
+        }
+        Ok(table)
+    }
+
+    pub(crate) fn topic_index(&self, topic: &str) -> Option<usize> {
+        self.index.get(topic).copied()
+    }
+
+    pub(crate) fn topic(&self, idx: usize) -> &TopicRoutes {
+        &self.topics[idx]
+    }
+
+    /// Subscribed topic names, sorted.
+    pub(crate) fn topic_names(&self) -> Vec<&str> {
+        self.topics.iter().map(|t| &*t.topic).collect()
+    }
+
+    /// Every (topic, event, handlers) row, for logging and listing.
+    pub(crate) fn rows(&self) -> Vec<(String, String, String)> {
+        let mut rows = Vec::new();
+        for t in &self.topics {
+            let mut events: Vec<_> = t.by_event.iter().collect();
+            events.sort_by(|a, b| a.0.cmp(b.0));
+            for (e, r) in events {
+                rows.push((t.topic.to_string(), e.to_string(), r.names()));
+            }
+            if let Some(r) = &t.any {
+                rows.push((t.topic.to_string(), "*".to_owned(), r.names()));
+            }
+        }
+        rows
+    }
+}

@@ -1,0 +1,190 @@
+//! Testing handlers without Kafka: [`TestApp`] pushes a message through the same
+//! dispatch path the consumer uses (routing, decoding, extractors, retries,
+//! dead-lettering, replies) and returns what the app would have published.
+//!
+//! ```
+//! use spine_core::testing::TestApp;
+//! use spine_core::{Reply, Spine};
+//! # use spine_core::__private::{HandlerDescriptor, HandlerInfo};
+//! #[derive(serde::Deserialize)]
+//! struct Ping { n: u32 }
+//! async fn ping(p: Ping) -> Reply {
+//!     Reply::to("pongs", "pong", serde_json::json!({ "n": p.n + 1 }))
+//! }
+//! # let descriptor = HandlerDescriptor::new(ping, HandlerInfo { name: "ping", topic: Some("pings"),
+//! #     event: Some("ping"), payload: "Ping", file: file!(), line: line!(), fan_out: false });
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! // With the `spine` crate: `Spine::builder().handlers(spine::handlers![ping])`
+//! let app = TestApp::new(Spine::builder().handlers([descriptor])).unwrap();
+//! let out = app.send("pings", "ping", &serde_json::json!({ "n": 1 })).await;
+//! assert_eq!(out.replies[0].event(), Some("pong"));
+//! assert_eq!(out.replies[0].json::<serde_json::Value>().unwrap()["n"], 2);
+//! # });
+//! ```
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use serde::Serialize;
+
+use crate::app::Builder;
+use crate::config::Config;
+use crate::dispatch::{Resume, Shared, StatsSnapshot};
+use crate::error::Error;
+use crate::outbound::{cloud_event_headers, Outbound, Sent, SentKind};
+use crate::record::Record;
+
+/// An app without Kafka, for handler tests.
+pub struct TestApp {
+    shared: Arc<Shared>,
+    sink: Arc<Mutex<Vec<Sent>>>,
+    next_offset: AtomicI64,
+}
+
+/// A message to send through a [`TestApp`].
+#[derive(Debug, Clone)]
+pub struct TestMessage {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl TestMessage {
+    /// A JSON event with CloudEvents headers (`ce_type` = `event`).
+    pub fn json<T: Serialize + ?Sized>(topic: &str, event: &str, payload: &T) -> TestMessage {
+        TestMessage {
+            topic: topic.to_owned(),
+            key: None,
+            payload: Some(serde_json::to_vec(payload).unwrap_or_else(|e| {
+                panic!("TestMessage::json: the payload does not serialise: {e}")
+            })),
+            headers: cloud_event_headers("spine-test", event, None),
+        }
+    }
+
+    /// Raw payload bytes and no headers.
+    pub fn raw(topic: &str, payload: impl Into<Vec<u8>>) -> TestMessage {
+        TestMessage {
+            topic: topic.to_owned(),
+            key: None,
+            payload: Some(payload.into()),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Sets the key.
+    #[must_use]
+    pub fn key(mut self, key: impl Into<Vec<u8>>) -> TestMessage {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> TestMessage {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+}
+
+/// What one message made the app publish.
+#[derive(Debug, Default, Clone)]
+pub struct TestOutcome {
+    /// Replies returned by handlers.
+    pub replies: Vec<Sent>,
+    /// Events published with `Context::emit`.
+    pub emitted: Vec<Sent>,
+    /// Dead-letter records.
+    pub dead_letters: Vec<Sent>,
+    /// `event.error.<name>` events.
+    pub error_events: Vec<Sent>,
+}
+
+impl TestApp {
+    /// Builds the app with an in-memory producer. Without `.config(...)` on the
+    /// builder, the default configuration is used (no file, no environment).
+    pub fn new(mut builder: Builder) -> Result<TestApp, Error> {
+        let config = builder.take_config().unwrap_or_default();
+        let sink = Arc::new(Mutex::new(Vec::new()));
+        let memory = sink.clone();
+        let shared = builder.build_shared(config, move |_: &Config| Ok(Outbound::Memory(memory)))?;
+        Ok(TestApp {
+            shared,
+            sink,
+            next_offset: AtomicI64::new(0),
+        })
+    }
+
+    /// Sends a JSON event named `event` to `topic`.
+    pub async fn send<T: Serialize + ?Sized>(&self, topic: &str, event: &str, payload: &T) -> TestOutcome {
+        self.send_message(TestMessage::json(topic, event, payload))
+            .await
+    }
+
+    /// Sends a message and returns what it caused, after retries.
+    ///
+    /// # Panics
+    /// If the app does not subscribe to the message's topic.
+    pub async fn send_message(&self, m: TestMessage) -> TestOutcome {
+        let headers = m.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(Header {
+                key: k,
+                value: Some(v),
+            })
+        });
+        let msg = OwnedMessage::new(
+            m.payload,
+            m.key,
+            m.topic.clone(),
+            rdkafka::Timestamp::now(),
+            0,
+            self.next_offset.fetch_add(1, Ordering::Relaxed),
+            Some(headers),
+        );
+        let Some(topic_idx) = self.shared.table.topic_index(&m.topic) else {
+            panic!(
+                "TestApp: the app does not subscribe to topic `{}`; it subscribes to {:?}",
+                m.topic,
+                self.shared.table.topic_names()
+            );
+        };
+        let event = {
+            let rec = Record::owned(&msg);
+            let topic = self.shared.table.topic(topic_idx);
+            let event = topic.event_name(&rec).map(|e| e.into_owned());
+            self.shared
+                .before(&rec, event.as_deref(), topic.route(event.as_deref()));
+            event
+        };
+        let start = self.sink.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let deliveries = self
+            .shared
+            .clone()
+            .handle(msg, topic_idx, event, Resume::Fresh)
+            .await;
+        self.shared.outbound.settle(deliveries).await;
+        let sent: Vec<Sent> = self.sink.lock().unwrap_or_else(|p| p.into_inner())[start..].to_vec();
+        let mut out = TestOutcome::default();
+        for s in sent {
+            match s.kind {
+                SentKind::Reply => out.replies.push(s),
+                SentKind::Emit | SentKind::Publish => out.emitted.push(s),
+                SentKind::DeadLetter => out.dead_letters.push(s),
+                SentKind::ErrorEvent => out.error_events.push(s),
+            }
+        }
+        out
+    }
+
+    /// The app's counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+}
