@@ -141,7 +141,10 @@ impl App {
     }
 
     /// Like [`App::run`], but stops when `stop` completes instead of on signals.
-    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             stop.await;

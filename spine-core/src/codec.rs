@@ -10,8 +10,20 @@ use crate::record::Record;
 
 /// Decodes the record's payload into `T`.
 pub(crate) fn decode<T: DeserializeOwned>(rec: &Record<'_>) -> Result<T, Failure> {
-    serde_json::from_slice(rec.payload.unwrap_or(b"null"))
-        .map_err(|e| decode_failure(std::any::type_name::<T>(), e))
+    let bytes = rec.payload.unwrap_or(b"null");
+    serde_json::from_slice(bytes).map_err(|e| {
+        // Decode again, on the error path only, to name the field at fault.
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Err(pe) if !pe.path().to_string().is_empty() && pe.path().to_string() != "." => {
+                decode_failure(
+                    std::any::type_name::<T>(),
+                    format_args!("at `{}`: {}", pe.path(), pe.inner()),
+                )
+            }
+            _ => decode_failure(std::any::type_name::<T>(), e),
+        }
+    })
 }
 
 /// Reads one top-level string field of a JSON object without decoding the rest.
@@ -56,6 +68,42 @@ pub(crate) fn json_field<'a>(payload: &'a [u8], field: &str) -> Option<std::borr
 mod tests {
     use super::*;
 
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Order {
+        id: String,
+        lines: Vec<Line>,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Line {
+        qty: u32,
+    }
+
+    fn rec(payload: &[u8]) -> Record<'_> {
+        Record {
+            topic: "t",
+            partition: 0,
+            offset: 0,
+            timestamp: None,
+            key: None,
+            payload: Some(payload),
+            headers: None,
+        }
+    }
+
+    #[test]
+    fn decode_errors_name_the_type_and_the_field() {
+        let e =
+            decode::<Order>(&rec(br#"{"id":"o","lines":[{"qty":1},{"qty":"x"}]}"#)).unwrap_err();
+        assert!(e.message.contains("Order"), "{}", e.message);
+        assert!(e.message.contains("at `lines[1].qty`"), "{}", e.message);
+        let e = decode::<Order>(&rec(b"{not json")).unwrap_err();
+        assert!(e.message.contains("key must be a string"), "{}", e.message);
+        let e = decode::<Order>(&rec(br#"{"id":"o"}"#)).unwrap_err();
+        assert!(e.message.contains("missing field `lines`"), "{}", e.message);
+    }
+
     #[test]
     fn json_field_finds_top_level_strings_only() {
         let p = br#"{"a":{"type":"inner"},"type":"order.placed","n":1}"#;
@@ -63,7 +111,10 @@ mod tests {
         assert_eq!(json_field(p, "n"), None, "not a string");
         assert_eq!(json_field(p, "missing"), None);
         assert_eq!(json_field(b"[1,2]", "type"), None);
-        assert_eq!(json_field(b"{\"type\":\"esc\\\"aped\"}", "type").as_deref(), Some("esc\"aped"));
+        assert_eq!(
+            json_field(b"{\"type\":\"esc\\\"aped\"}", "type").as_deref(),
+            Some("esc\"aped")
+        );
         assert_eq!(json_field(b"{\"type\":", "type"), None, "truncated input");
     }
 

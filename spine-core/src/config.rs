@@ -381,10 +381,7 @@ impl Config {
             ));
         }
         if !(self.retry.multiplier.is_finite() && self.retry.multiplier >= 1.0) {
-            return Err(Error::config(
-                "retry.multiplier",
-                "must be a number >= 1.0",
-            ));
+            return Err(Error::config("retry.multiplier", "must be a number >= 1.0"));
         }
         if self.retry.max_backoff < self.retry.backoff {
             return Err(Error::config(

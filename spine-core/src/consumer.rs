@@ -96,7 +96,11 @@ impl ConsumerContext for SpineContext {
                     let c = p.committable.load(AtomicOrdering::Relaxed);
                     if c >= 0 {
                         // Only fails for a partition listed twice, which cannot happen here.
-                        let _ = commit.add_partition_offset(e.topic(), e.partition(), Offset::Offset(c));
+                        let _ = commit.add_partition_offset(
+                            e.topic(),
+                            e.partition(),
+                            Offset::Offset(c),
+                        );
                     }
                 }
             }
@@ -104,7 +108,10 @@ impl ConsumerContext for SpineContext {
         tracing::info!(partitions = revoked.count(), "partitions revoked");
         if commit.count() > 0 {
             match consumer.commit(&commit, CommitMode::Sync) {
-                Ok(()) => tracing::info!(partitions = commit.count(), "committed finished offsets of revoked partitions"),
+                Ok(()) => tracing::info!(
+                    partitions = commit.count(),
+                    "committed finished offsets of revoked partitions"
+                ),
                 Err(e) => {
                     metrics::counter!(m::COMMIT_ERRORS).increment(1);
                     tracing::warn!(error = %e, "commit on revoke failed; the new owner re-handles those messages");
@@ -289,12 +296,16 @@ impl Loop<'_> {
             }
         }
         drop(stream);
-        self.drain(dispatch.shutdown_timeout, &mut commit_tick).await;
+        self.drain(dispatch.shutdown_timeout, &mut commit_tick)
+            .await;
     }
 
     /// Stops fetching, lets in-flight messages finish within `timeout`, commits.
     async fn drain(&mut self, timeout: Duration, commit_tick: &mut tokio::time::Interval) {
-        tracing::info!(in_flight = self.in_flight, "shutting down: finishing in-flight messages");
+        tracing::info!(
+            in_flight = self.in_flight,
+            "shutting down: finishing in-flight messages"
+        );
         self.draining = true;
         self.set_paused(true);
         let deadline = tokio::time::sleep(timeout);
@@ -495,7 +506,8 @@ impl Loop<'_> {
     fn start_next_in_lane(&mut self, lane: LaneId) {
         while let Some(w) = self.lanes.release(lane) {
             let slot = &self.slots[w.ticket.slot];
-            if slot.shared.gen != w.ticket.gen || slot.shared.revoked.load(AtomicOrdering::Relaxed) {
+            if slot.shared.gen != w.ticket.gen || slot.shared.revoked.load(AtomicOrdering::Relaxed)
+            {
                 self.finished_one();
                 continue;
             }
@@ -529,7 +541,11 @@ impl Loop<'_> {
         self.in_flight += 1;
         if self.in_flight >= self.max_in_flight && !self.paused {
             metrics::counter!(m::BACKPRESSURE_PAUSES).increment(1);
-            tracing::debug!(in_flight = self.in_flight, "max_in_flight reached; pausing fetch");
+            self.shared.stats.paused();
+            tracing::debug!(
+                in_flight = self.in_flight,
+                "max_in_flight reached; pausing fetch"
+            );
             self.set_paused(true);
         }
     }
@@ -537,7 +553,10 @@ impl Loop<'_> {
     fn finished_one(&mut self) {
         self.in_flight = self.in_flight.saturating_sub(1);
         if self.paused && !self.draining && self.in_flight <= self.max_in_flight / 2 {
-            tracing::debug!(in_flight = self.in_flight, "below half of max_in_flight; resuming fetch");
+            tracing::debug!(
+                in_flight = self.in_flight,
+                "below half of max_in_flight; resuming fetch"
+            );
             self.set_paused(false);
         }
     }

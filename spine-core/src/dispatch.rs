@@ -15,7 +15,7 @@ use crate::extract::{EmitLog, Scope, States};
 use crate::handler::{HandlerDescriptor, HandlerFuture};
 use crate::metrics as m;
 use crate::middleware::{MessageInfo, Middleware, Outcome};
-use crate::outbound::{cloud_event_headers, Delivery, OutRecord, Origin, Outbound, SentKind};
+use crate::outbound::{cloud_event_headers, Delivery, Origin, OutRecord, Outbound, SentKind};
 use crate::record::Record;
 use crate::reply::Reply;
 use crate::routing::{DispatchTable, Route, TopicRoutes};
@@ -50,6 +50,7 @@ pub(crate) struct Stats {
     skipped: AtomicU64,
     retried: AtomicU64,
     failed_attempts: AtomicU64,
+    backpressure_pauses: AtomicU64,
 }
 
 /// A snapshot of the app's counters.
@@ -69,6 +70,8 @@ pub struct StatsSnapshot {
     pub retried: u64,
     /// Failed attempts, retried or not.
     pub failed_attempts: u64,
+    /// Times fetching paused because `max_in_flight` was reached.
+    pub backpressure_pauses: u64,
 }
 
 impl Stats {
@@ -78,6 +81,10 @@ impl Stats {
 
     pub(crate) fn consumed(&self) {
         Self::add(&self.consumed, 1);
+    }
+
+    pub(crate) fn paused(&self) {
+        Self::add(&self.backpressure_pauses, 1);
     }
 
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
@@ -90,6 +97,7 @@ impl Stats {
             skipped: l(&self.skipped),
             retried: l(&self.retried),
             failed_attempts: l(&self.failed_attempts),
+            backpressure_pauses: l(&self.backpressure_pauses),
         }
     }
 }
@@ -310,7 +318,10 @@ impl Shared {
             UnknownEvent::Skip => {
                 Stats::add(&self.stats.skipped, 1);
                 tracing::debug!(
-                    topic = rec.topic, partition = rec.partition, offset = rec.offset, event,
+                    topic = rec.topic,
+                    partition = rec.partition,
+                    offset = rec.offset,
+                    event,
                     "no handler for this event; skipped"
                 );
                 if !self.middleware.is_empty() {
@@ -397,10 +408,12 @@ impl Shared {
                 "message failed"
             );
             if self.config.dead_letter.enabled {
-                deliveries.push(
-                    self.outbound
-                        .enqueue(dead_letter_record(rec, &topic.dead_letter_topic, event, f)),
-                );
+                deliveries.push(self.outbound.enqueue(dead_letter_record(
+                    rec,
+                    &topic.dead_letter_topic,
+                    event,
+                    f,
+                )));
             }
             if self.config.error_events.enabled {
                 let rec = error_event(&self.config.app.name, rec, &topic.error_topic, event, f);
@@ -446,12 +459,16 @@ fn dead_letter_record(
     f: &HandlerFailure,
 ) -> OutRecord {
     let mut headers = rec.headers_vec();
-    let mut add = |k: &str, v: Cow<'_, str>| headers.push((k.to_owned(), v.into_owned().into_bytes()));
+    let mut add =
+        |k: &str, v: Cow<'_, str>| headers.push((k.to_owned(), v.into_owned().into_bytes()));
     add(dlq_headers::TOPIC, rec.topic.into());
     add(dlq_headers::PARTITION, rec.partition.to_string().into());
     add(dlq_headers::OFFSET, rec.offset.to_string().into());
     add(dlq_headers::ERROR_KIND, f.failure.kind.as_str().into());
-    add(dlq_headers::ERROR_MESSAGE, f.failure.message.as_str().into());
+    add(
+        dlq_headers::ERROR_MESSAGE,
+        f.failure.message.as_str().into(),
+    );
     add(dlq_headers::ATTEMPTS, f.attempts.to_string().into());
     if let Some(h) = f.handler {
         add(dlq_headers::HANDLER, h.into());

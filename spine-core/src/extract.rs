@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::dispatch::Shared;
 use crate::error::HandlerError;
-use crate::outbound::{cloud_event_headers, Delivery, OutRecord, Origin, SentKind};
+use crate::outbound::{cloud_event_headers, Delivery, Origin, OutRecord, SentKind};
 use crate::record::Record;
 
 /// The message an extractor is built from.
@@ -25,7 +25,11 @@ pub struct Scope<'a> {
 }
 
 impl<'a> Scope<'a> {
-    pub(crate) fn new(rec: &'a Record<'a>, event: Option<&'a str>, shared: &'a Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        rec: &'a Record<'a>,
+        event: Option<&'a str>,
+        shared: &'a Arc<Shared>,
+    ) -> Self {
         Scope {
             rec,
             event,
@@ -114,7 +118,9 @@ pub struct Meta {
 impl Meta {
     /// The key as UTF-8 text.
     pub fn key_str(&self) -> Option<&str> {
-        self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+        self.key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
     }
 
     /// The last value of header `name`, as text.

@@ -36,7 +36,11 @@ pub trait Handler<Args>: Clone + Send + Sync + Sized + 'static {
     type Payload: DeserializeOwned + Send + 'static;
 
     /// Builds the extractors and starts the call.
-    fn call(&self, payload: Self::Payload, scope: &mut Scope<'_>) -> Result<HandlerFuture, HandlerError>;
+    fn call(
+        &self,
+        payload: Self::Payload,
+        scope: &mut Scope<'_>,
+    ) -> Result<HandlerFuture, HandlerError>;
 
     /// The first `State<T>` argument whose `T` is not registered.
     #[doc(hidden)]

@@ -106,7 +106,13 @@ impl Middleware for Logging {
                 error,
                 delay,
             } => tracing::warn!(
-                topic, partition, offset, event, attempt, error, delay_ms = delay.as_millis() as u64,
+                topic,
+                partition,
+                offset,
+                event,
+                attempt,
+                error,
+                delay_ms = delay.as_millis() as u64,
                 "attempt failed; retrying"
             ),
             Outcome::DeadLettered {
@@ -114,7 +120,13 @@ impl Middleware for Logging {
                 error,
                 attempts,
             } => tracing::error!(
-                topic, partition, offset, event, kind = kind.as_str(), error, attempts,
+                topic,
+                partition,
+                offset,
+                event,
+                kind = kind.as_str(),
+                error,
+                attempts,
                 "dead-lettered"
             ),
         }

@@ -16,8 +16,8 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::metrics as m;
 use crate::record::{
-    Record, CE_CAUSATION_ID, CE_CORRELATION_ID, CE_ID, CE_SOURCE, CE_SPECVERSION, CE_TIME,
-    CE_TYPE, CONTENT_TYPE,
+    Record, CE_CAUSATION_ID, CE_CORRELATION_ID, CE_ID, CE_SOURCE, CE_SPECVERSION, CE_TIME, CE_TYPE,
+    CONTENT_TYPE,
 };
 
 /// Why something was published.
@@ -108,7 +108,10 @@ pub(crate) fn cloud_event_headers(
     h.push((CONTENT_TYPE.to_owned(), b"application/json".to_vec()));
     match origin {
         Some(o) => {
-            h.push((CE_CORRELATION_ID.to_owned(), o.correlation.as_bytes().to_vec()));
+            h.push((
+                CE_CORRELATION_ID.to_owned(),
+                o.correlation.as_bytes().to_vec(),
+            ));
             h.push((CE_CAUSATION_ID.to_owned(), o.id.as_bytes().to_vec()));
         }
         None => h.push((CE_CORRELATION_ID.to_owned(), id.into_bytes())),
@@ -248,14 +251,15 @@ pub(crate) enum Delivery {
 }
 
 fn owned_headers(headers: &[(String, Vec<u8>)]) -> OwnedHeaders {
-    headers
-        .iter()
-        .fold(OwnedHeaders::new_with_capacity(headers.len()), |h, (k, v)| {
+    headers.iter().fold(
+        OwnedHeaders::new_with_capacity(headers.len()),
+        |h, (k, v)| {
             h.insert(Header {
                 key: k,
                 value: Some(v),
             })
-        })
+        },
+    )
 }
 
 /// Consumer properties that a producer would warn about.
@@ -442,7 +446,10 @@ mod tests {
         assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 4);
 
         let fresh = cloud_event_headers("svc", "x", None);
-        let sent = Sent { headers: fresh, ..sent };
+        let sent = Sent {
+            headers: fresh,
+            ..sent
+        };
         assert_eq!(sent.header(CE_CORRELATION_ID), sent.header(CE_ID));
         assert_eq!(sent.header(CE_CAUSATION_ID), None);
     }

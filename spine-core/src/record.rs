@@ -153,7 +153,11 @@ mod tests {
             });
         let m = message(h);
         let r = Record::owned(&m);
-        assert_eq!(r.header_str(CE_TYPE), Some("order.placed"), "last value wins");
+        assert_eq!(
+            r.header_str(CE_TYPE),
+            Some("order.placed"),
+            "last value wins"
+        );
         assert_eq!(r.event_id(), "abc");
         assert_eq!(r.correlation_id(), "abc");
         assert_eq!(r.header("missing"), None);

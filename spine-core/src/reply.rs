@@ -149,7 +149,10 @@ mod tests {
         let v = vec![Reply::to("t", "a", 1u8), Reply::to("t", "b", 2u8)];
         assert_eq!(v.into_replies().unwrap().len(), 2);
         let ok: Result<Reply, HandlerError> = Ok(Reply::to("t", "e", "x"));
-        assert_eq!(ok.into_replies().unwrap()[0].body.to_json().unwrap(), b"\"x\"");
+        assert_eq!(
+            ok.into_replies().unwrap()[0].body.to_json().unwrap(),
+            b"\"x\""
+        );
         let err: Result<(), std::io::Error> = Err(std::io::Error::other("disk"));
         assert_eq!(err.into_replies().unwrap_err().to_string(), "disk");
     }

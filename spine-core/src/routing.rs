@@ -95,7 +95,10 @@ impl DispatchTable {
     pub(crate) fn build(handlers: &[HandlerDescriptor], config: &Config) -> Result<Self, Error> {
         let mut groups: BTreeMap<Key, Vec<HandlerDescriptor>> = BTreeMap::new();
         for h in handlers {
-            groups.entry((h.topic, h.event)).or_default().push(h.clone());
+            groups
+                .entry((h.topic, h.event))
+                .or_default()
+                .push(h.clone());
         }
         for (key, group) in &groups {
             if group.len() < 2 {
@@ -150,7 +153,9 @@ impl DispatchTable {
                 .find(|((t, e), _)| *t == Some(topic.as_str()) && e.is_none())
                 .map(|(_, g)| g);
             let any = topic_wide.or_else(|| groups.get(&(None, None))).map(route);
-            table.index.insert(topic.as_str().into(), table.topics.len());
+            table
+                .index
+                .insert(topic.as_str().into(), table.topics.len());
             table.topics.push(TopicRoutes {
                 source: config.event_source(&topic).clone(),
                 unknown: config.unknown_event(&topic),

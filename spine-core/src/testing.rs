@@ -109,7 +109,8 @@ impl TestApp {
         let config = builder.take_config().unwrap_or_default();
         let sink = Arc::new(Mutex::new(Vec::new()));
         let memory = sink.clone();
-        let shared = builder.build_shared(config, move |_: &Config| Ok(Outbound::Memory(memory)))?;
+        let shared =
+            builder.build_shared(config, move |_: &Config| Ok(Outbound::Memory(memory)))?;
         Ok(TestApp {
             shared,
             sink,
@@ -118,7 +119,12 @@ impl TestApp {
     }
 
     /// Sends a JSON event named `event` to `topic`.
-    pub async fn send<T: Serialize + ?Sized>(&self, topic: &str, event: &str, payload: &T) -> TestOutcome {
+    pub async fn send<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        event: &str,
+        payload: &T,
+    ) -> TestOutcome {
         self.send_message(TestMessage::json(topic, event, payload))
             .await
     }

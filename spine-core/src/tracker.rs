@@ -18,7 +18,10 @@ pub(crate) struct OffsetTracker {
 impl OffsetTracker {
     fn fresh(&mut self, offset: i64) -> bool {
         if self.highest.is_some_and(|h| offset <= h) {
-            tracing::debug!(offset, "offset consumed twice in one assignment; tracking the first");
+            tracing::debug!(
+                offset,
+                "offset consumed twice in one assignment; tracking the first"
+            );
             return false;
         }
         self.highest = Some(offset);

@@ -1,0 +1,145 @@
+//! The order service: consumes `order.placed` events from topic `orders`,
+//! replies `order.accepted` to `orders.accepted`, and rejects orders with a
+//! negative amount; after the retries, those go to `orders.dlq`.
+//!
+//! ```sh
+//! # With nothing installed: an in-process mock Kafka cluster, a batch of
+//! # sample orders, a summary, exit.
+//! cargo run --example orders
+//!
+//! # As a long-lived service against a broker, until Ctrl-C or SIGTERM:
+//! SPINE_BOOTSTRAP_SERVERS=127.0.0.1:9092 cargo run --example orders
+//! ```
+//!
+//! Settings come from `spine.toml` (or `$SPINE_CONFIG`) and `SPINE_*`
+//! variables. In demo mode, `ORDERS_DEMO_COUNT` sets the number of orders.
+
+use std::time::{Duration, Instant};
+
+use spine::dev::MockKafka;
+use spine::prelude::*;
+use spine::{Config, Publisher};
+
+/// An order was placed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    /// Unique id of the order.
+    pub order_id: String,
+    /// Who placed it.
+    pub customer: String,
+    /// Total, in cents.
+    pub amount_cents: i64,
+}
+
+/// The reply: the order was accepted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrderAccepted {
+    /// The order's id.
+    pub order_id: String,
+    /// Always true: rejected orders get no reply, they are dead-lettered.
+    pub accepted: bool,
+}
+
+/// Accepts an order, or fails it when its amount is negative.
+#[on(event = "order.placed", topic = "orders")]
+async fn accept(order: OrderPlaced) -> Result<Reply, HandlerError> {
+    if order.amount_cents < 0 {
+        return Err(HandlerError::msg(format!(
+            "order {} has a negative amount ({} cents)",
+            order.order_id, order.amount_cents
+        )));
+    }
+    let reply = OrderAccepted {
+        order_id: order.order_id.clone(),
+        accepted: true,
+    };
+    Ok(Reply::to("orders.accepted", "order.accepted", reply).with_key(order.order_id))
+}
+
+fn app(config: Config) -> Result<spine::App, spine::Error> {
+    Spine::builder()
+        .config(config)
+        .handlers(spine::handlers![accept])
+        .middleware(spine::middleware::Logging)
+        .build()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    spine::init_tracing();
+    let mut config = Config::load()?;
+    if config.app.name == spine::config::AppConfig::default().name {
+        config.app.name = "orders-service".to_owned();
+    }
+    if config.bootstrap_servers().is_some() {
+        // A long-lived service: handle orders until SIGINT or SIGTERM.
+        app(config)?.run().await?;
+        return Ok(());
+    }
+    demo(config).await
+}
+
+/// No broker configured: run on librdkafka's mock cluster, handle a batch of
+/// sample orders, print a summary and exit.
+async fn demo(mut config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let count: usize = std::env::var("ORDERS_DEMO_COUNT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100);
+    let mock = MockKafka::start(1)?;
+    for topic in ["orders", "orders.accepted", "orders.dlq"] {
+        mock.create_topic(topic, 3)?;
+    }
+    config.set_kafka("bootstrap.servers", mock.bootstrap_servers());
+    config.retry.backoff = Duration::from_millis(20);
+    println!(
+        "No SPINE_BOOTSTRAP_SERVERS set: running on an in-process mock Kafka cluster ({}).",
+        mock.bootstrap_servers()
+    );
+
+    let app = app(config.clone())?;
+    let stats = app.stats();
+    let stop = app.shutdown_handle();
+    let running = tokio::spawn(app.run_until(std::future::pending()));
+
+    let publisher = Publisher::new(&config)?;
+    let mut negative = 0;
+    for i in 0..count {
+        let amount_cents = if i % 10 == 9 { -100 } else { 1_000 + i as i64 };
+        negative += usize::from(amount_cents < 0);
+        let order = OrderPlaced {
+            order_id: format!("order-{i}"),
+            customer: format!("customer-{}", i % 7),
+            amount_cents,
+        };
+        publisher
+            .publish("orders", "order.placed", Some(&order.order_id), &order)
+            .await?;
+    }
+    println!("Published {count} orders ({negative} with a negative amount).");
+
+    let started = Instant::now();
+    loop {
+        let s = stats.snapshot();
+        if (s.handled + s.dead_lettered) as usize >= count {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            stop.trigger();
+            return Err(format!(
+                "timed out: only {} of {count} orders were finished",
+                s.handled + s.dead_lettered
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.trigger();
+    running.await??;
+    let s = stats.snapshot();
+    println!(
+        "Summary: consumed {}, handled {}, replied {}, dead-lettered {} (to orders.dlq), retries {}.",
+        s.consumed, s.handled, s.replied, s.dead_lettered, s.retried
+    );
+    Ok(())
+}

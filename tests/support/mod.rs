@@ -1,0 +1,285 @@
+//! Helpers for the end-to-end tests: the tansu broker started by `scripts/test`,
+//! topic creation, producing, reading topics back with an independent consumer,
+//! and reading a group's committed offsets.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use spine::Config;
+
+/// The broker address. Set by `scripts/test`, which starts tansu for the run.
+pub fn bootstrap() -> String {
+    std::env::var("SPINE_TEST_BOOTSTRAP").unwrap_or_else(|_| {
+        panic!(
+            "SPINE_TEST_BOOTSTRAP is not set. The end-to-end tests need a Kafka-protocol broker: \
+             run them with `scripts/test`, which installs and starts tansu, or start one with \
+             `scripts/broker` and export SPINE_TEST_BOOTSTRAP=<host:port>"
+        )
+    })
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// An app configuration for tests: the test broker, a fresh group, fast
+/// group joins (tansu waits `session.timeout.ms`/2 in a join), quick retries
+/// and commits.
+pub fn config(group: &str) -> Config {
+    let mut c = Config::from_toml(
+        r#"
+        [dispatch]
+        commit_interval = "100ms"
+        shutdown_timeout = "10s"
+        [retry]
+        attempts = 3
+        backoff = "10ms"
+        max_backoff = "50ms"
+        "#,
+    )
+    .expect("test config parses");
+    c.app.name = "spine-test".into();
+    c.app.group = Some(group.to_owned());
+    c.set_kafka("bootstrap.servers", bootstrap())
+        .set_kafka("session.timeout.ms", "6000")
+        .set_kafka("heartbeat.interval.ms", "500")
+        .set_kafka("fetch.wait.max.ms", "10")
+        .set_kafka("topic.metadata.refresh.interval.ms", "1000");
+    c
+}
+
+fn client_config() -> ClientConfig {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", bootstrap());
+    cc
+}
+
+/// Creates topics with `partitions` partitions each.
+pub async fn create_topics(names: &[&str], partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = client_config().create().expect("admin client");
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(topics.iter(), &AdminOptions::new())
+        .await
+        .expect("create topics");
+    for r in results {
+        match r {
+            Ok(_) => {}
+            // A developer's long-lived broker keeps topics between runs.
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, e)) => panic!("cannot create topic {name}: {e}"),
+        }
+    }
+}
+
+/// A plain producer, independent of Spine.
+pub fn producer() -> FutureProducer {
+    client_config()
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// Produces one record and waits for the ack.
+pub async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&str>,
+    payload: &[u8],
+    headers: &[(&str, &str)],
+) {
+    let h = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+        h.insert(Header {
+            key: k,
+            value: Some(*v),
+        })
+    });
+    let mut rec = FutureRecord::<str, [u8]>::to(topic)
+        .payload(payload)
+        .headers(h);
+    if let Some(k) = key {
+        rec = rec.key(k);
+    }
+    producer
+        .send(rec, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce");
+}
+
+/// Produces a JSON event with a `ce_type` header.
+pub async fn produce_event(
+    producer: &FutureProducer,
+    topic: &str,
+    event: &str,
+    key: Option<&str>,
+    payload: &serde_json::Value,
+) {
+    let body = serde_json::to_vec(payload).expect("json");
+    produce(producer, topic, key, &body, &[("ce_type", event)]).await;
+}
+
+/// Reads `topic` from the beginning with a consumer outside any group until
+/// `want` records arrived or `timeout` passed.
+pub fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = client_config()
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("reader");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .expect("tpl");
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < want && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(e)) => eprintln!("reader error (ignored): {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Reads every record currently in `topic`: polls until the topic has been
+/// quiet for `quiet`.
+pub fn drain_topic(topic: &str, quiet: Duration) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = client_config()
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("reader");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .expect("tpl");
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+            out.push(m.detach());
+            last = Instant::now();
+        }
+    }
+    out
+}
+
+/// The end offset of every partition of `topic`.
+pub fn end_offsets(topic: &str) -> HashMap<i32, i64> {
+    let consumer: BaseConsumer = client_config()
+        .set("group.id", unique("watermarks"))
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut out = HashMap::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            out.insert(p.id(), high);
+        }
+    }
+    out
+}
+
+/// The offsets `group` has committed for `topic`, by partition (absent: none).
+pub fn committed(group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
+    let consumer: BaseConsumer = client_config()
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    got.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The last value of header `name` of a consumed record.
+pub fn header(m: &OwnedMessage, name: &str) -> Option<String> {
+    let h = m.headers()?;
+    h.iter()
+        .filter(|h| h.key == name)
+        .last()
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The payload as JSON.
+pub fn json(m: &OwnedMessage) -> serde_json::Value {
+    serde_json::from_slice(m.payload().unwrap_or(b"null")).expect("JSON payload")
+}
+
+/// Polls `check` every 50 ms until it returns true or `timeout` passes.
+pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Commits the current end of every partition of `topic` for `group`, so that
+/// the group starts with what is produced from now on, even on a broker that
+/// kept records of earlier runs.
+pub fn start_group_at_end(group: &str, topic: &str) {
+    let consumer: BaseConsumer = client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for (p, end) in end_offsets(topic) {
+        tpl.add_partition_offset(topic, p, Offset::Offset(end))
+            .expect("tpl");
+    }
+    consumer
+        .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .expect("commit start offsets");
+}
