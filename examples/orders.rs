@@ -60,13 +60,19 @@ fn app(config: Config) -> Result<spine::App, spine::Error> {
     Spine::builder()
         .config(config)
         .handlers(spine::handlers![accept])
-        .middleware(spine::middleware::Logging)
         .build()
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
     spine::init_tracing();
+    if let Err(e) = run().await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config::load()?;
     if config.app.name == spine::config::AppConfig::default().name {
         config.app.name = "orders-service".to_owned();

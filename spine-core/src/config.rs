@@ -474,7 +474,7 @@ fn with_env(figment: Figment) -> Figment {
     figment.merge(
         Env::prefixed("SPINE_")
             .filter(|k| {
-                let k = k.as_str();
+                let k = k.as_str().to_ascii_lowercase();
                 k.contains("__") && !k.starts_with("kafka__")
             })
             .split("__"),
@@ -678,6 +678,11 @@ mod tests {
             assert_eq!(c.group_id(), "from-env");
             assert_eq!(c.dispatch.max_in_flight, 16);
             assert_eq!(c.kafka["session.timeout.ms"], "6000");
+            assert!(
+                c.kafka.keys().all(|k| !k.contains('_')),
+                "Kafka properties from the environment use dots: {:?}",
+                c.kafka.keys()
+            );
             assert_eq!(c.app.name, "svc");
             Ok(())
         });

@@ -273,8 +273,11 @@ impl Loop<'_> {
                 Some(ticket) = self.settling.next(), if !self.settling.is_empty() => {
                     self.on_settled(ticket);
                 }
-                _ = commit_tick.tick() => self.commit(CommitMode::Async, false),
-                item = stream.next(), if self.in_flight < self.max_in_flight => {
+                _ = commit_tick.tick() => {
+                    self.commit(CommitMode::Async, false);
+                    self.maybe_resume();
+                }
+                item = stream.next(), if !self.paused && self.in_flight < self.max_in_flight => {
                     match item {
                         Some(Ok(msg)) => self.on_message(&msg),
                         Some(Err(e)) => consumer_error(&e),
@@ -283,7 +286,7 @@ impl Loop<'_> {
                     // Take what is already fetched without going round the select.
                     let mut noop = TaskContext::from_waker(Waker::noop());
                     for _ in 0..BATCH {
-                        if self.in_flight >= self.max_in_flight {
+                        if self.paused || self.in_flight >= self.max_in_flight {
                             break;
                         }
                         match stream.poll_next_unpin(&mut noop) {
@@ -378,6 +381,16 @@ impl Loop<'_> {
         let shared = self.shared.clone();
         let slot = self.slot_for(msg.topic(), msg.partition());
         let rec = Record::borrowed(msg);
+        if !self.slots[slot].tracker.accept(rec.offset) {
+            metrics::counter!(m::REFETCHED).increment(1);
+            tracing::debug!(
+                topic = rec.topic,
+                partition = rec.partition,
+                offset = rec.offset,
+                "offset delivered again in the same assignment; the first copy is handled, dropping this one"
+            );
+            return;
+        }
         shared.stats.consumed();
         let Some(topic_idx) = self.slots[slot].topic_idx else {
             tracing::error!(
@@ -552,6 +565,12 @@ impl Loop<'_> {
 
     fn finished_one(&mut self) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        self.maybe_resume();
+    }
+
+    /// Resumes fetching once in-flight work fell to half the bound. Also
+    /// called on every commit tick, so a failed resume is retried.
+    fn maybe_resume(&mut self) {
         if self.paused && !self.draining && self.in_flight <= self.max_in_flight / 2 {
             tracing::debug!(
                 in_flight = self.in_flight,

@@ -24,6 +24,9 @@ pub const PRODUCED: &str = "spine_records_produced_total";
 pub const PRODUCE_ERRORS: &str = "spine_produce_errors_total";
 /// Errors reported by the consumer (transport failures and the like); the loop carries on.
 pub const CONSUMER_ERRORS: &str = "spine_consumer_errors_total";
+/// Messages librdkafka delivered again within one assignment (after a
+/// pause); dropped, since the first copy is handled.
+pub const REFETCHED: &str = "spine_messages_refetched_total";
 /// Offset commits that failed. They are retried at the next interval.
 pub const COMMIT_ERRORS: &str = "spine_commit_errors_total";
 /// Times fetching was paused because `max_in_flight` was reached.

@@ -16,24 +16,21 @@ pub(crate) struct OffsetTracker {
 }
 
 impl OffsetTracker {
-    fn fresh(&mut self, offset: i64) -> bool {
+    /// Whether a consumed offset is new in this assignment. librdkafka can hand
+    /// the application an offset again within one assignment (after a pause,
+    /// fetching restarts from the position saved when the pause took effect);
+    /// the first copy is already handled or in flight, so the caller drops it.
+    pub(crate) fn accept(&mut self, offset: i64) -> bool {
         if self.highest.is_some_and(|h| offset <= h) {
-            tracing::debug!(
-                offset,
-                "offset consumed twice in one assignment; tracking the first"
-            );
             return false;
         }
         self.highest = Some(offset);
         true
     }
 
-    /// A consumed offset that finished without waiting. Returns whether the
+    /// An accepted offset that finished without waiting. Returns whether the
     /// committable offset moved.
     pub(crate) fn finished_now(&mut self, offset: i64) -> bool {
-        if !self.fresh(offset) {
-            return false;
-        }
         if self.pending.is_empty() {
             self.committable = Some(offset + 1);
             true
@@ -43,11 +40,9 @@ impl OffsetTracker {
         }
     }
 
-    /// A consumed offset whose handling goes on.
+    /// An accepted offset whose handling goes on.
     pub(crate) fn started(&mut self, offset: i64) {
-        if self.fresh(offset) {
-            self.pending.push_back((offset, false));
-        }
+        self.pending.push_back((offset, false));
     }
 
     /// Marks a started offset finished. Returns whether the committable offset moved.
@@ -112,13 +107,14 @@ mod tests {
     }
 
     #[test]
-    fn repeated_offsets_are_ignored() {
+    fn offsets_seen_before_are_not_accepted_again() {
         let mut t = OffsetTracker::default();
+        assert!(t.accept(5));
         t.started(5);
-        t.started(5);
+        assert!(!t.accept(5), "a re-fetched copy of an offset in flight");
+        assert!(!t.accept(4));
+        assert!(t.accept(6));
         assert!(t.finish(5));
-        assert_eq!(t.committable(), Some(6));
-        assert!(!t.finished_now(4));
         assert_eq!(t.committable(), Some(6));
     }
 
