@@ -28,14 +28,13 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tracing::Instrument;
 
 use crate::app::Shutdown;
-use crate::dispatch::{MessageOutcome, Resume, Shared};
+use crate::dispatch::{message_span, MessageOutcome, Resume, Shared};
 use crate::error::{Error, Failure};
 use crate::extract::Scope;
 use crate::lanes::{LaneId, Lanes};
 use crate::metrics as m;
 use crate::outbound::{is_producer_only, kafka_config_error, Delivery};
 use crate::record::Record;
-use crate::routing::Route;
 use crate::tracker::OffsetTracker;
 
 /// State of one assigned partition that the rebalance callback must see.
@@ -404,6 +403,7 @@ impl Loop<'_> {
         topic.metrics.consumed.increment(1);
         let event = topic.event_name(&rec);
         let Some(route) = topic.route(event.as_deref()) else {
+            let _span = message_span(&rec, event.as_deref(), None).entered();
             shared.before(&rec, event.as_deref(), None);
             let deliveries = shared.finish_unknown(&rec, topic, event.as_deref());
             self.finished_inline(slot, rec.offset, deliveries);
@@ -429,7 +429,7 @@ impl Loop<'_> {
             return;
         }
         shared.before(&rec, event.as_deref(), Some(route));
-        let span = message_span(&rec, event.as_deref(), route);
+        let span = message_span(&rec, event.as_deref(), Some(route));
         let resume = match route.single() {
             None => Resume::Fresh,
             Some(h) => {
@@ -529,10 +529,7 @@ impl Loop<'_> {
             let topic = shared.table.topic(w.topic_idx);
             let route = topic.route(w.event.as_deref());
             shared.before(&rec, w.event.as_deref(), route);
-            let span = match route {
-                Some(r) => message_span(&rec, w.event.as_deref(), r),
-                None => tracing::Span::none(),
-            };
+            let span = message_span(&rec, w.event.as_deref(), route);
             let ticket = w.ticket;
             let fut = shared.handle(w.msg, w.topic_idx, w.event, Resume::Fresh);
             self.running
@@ -645,19 +642,4 @@ fn publish_committable(s: &mut Slot) {
 fn consumer_error(e: &rdkafka::error::KafkaError) {
     metrics::counter!(m::CONSUMER_ERRORS).increment(1);
     tracing::warn!(error = %e, "consumer error; carrying on");
-}
-
-fn message_span(rec: &Record<'_>, event: Option<&str>, route: &Route) -> tracing::Span {
-    let span = tracing::info_span!(
-        "message",
-        topic = rec.topic,
-        partition = rec.partition,
-        offset = rec.offset,
-        event,
-        handler = tracing::field::Empty,
-    );
-    if !span.is_disabled() {
-        span.record("handler", route.names().as_str());
-    }
-    span
 }

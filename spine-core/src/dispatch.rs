@@ -518,3 +518,23 @@ fn error_event(
         headers: cloud_event_headers(source, &name, Some(&origin)),
     }
 }
+
+/// The span a message is handled in: topic, partition, offset, event, handler.
+pub(crate) fn message_span(
+    rec: &Record<'_>,
+    event: Option<&str>,
+    route: Option<&Route>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "message",
+        topic = rec.topic,
+        partition = rec.partition,
+        offset = rec.offset,
+        event,
+        handler = tracing::field::Empty,
+    );
+    if let Some(route) = route.filter(|_| !span.is_disabled()) {
+        span.record("handler", route.names().as_str());
+    }
+    span
+}

@@ -30,10 +30,11 @@ use serde::Serialize;
 
 use crate::app::Builder;
 use crate::config::Config;
-use crate::dispatch::{Resume, Shared, StatsSnapshot};
+use crate::dispatch::{message_span, Resume, Shared, StatsSnapshot};
 use crate::error::Error;
 use crate::outbound::{cloud_event_headers, Outbound, Sent, SentKind};
 use crate::record::Record;
+use tracing::Instrument;
 
 /// An app without Kafka, for handler tests.
 pub struct TestApp {
@@ -70,6 +71,16 @@ impl TestMessage {
             topic: topic.to_owned(),
             key: None,
             payload: Some(payload.into()),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A record without a payload (a tombstone) and no headers.
+    pub fn tombstone(topic: &str) -> TestMessage {
+        TestMessage {
+            topic: topic.to_owned(),
+            key: None,
+            payload: None,
             headers: Vec::new(),
         }
     }
@@ -156,19 +167,20 @@ impl TestApp {
                 self.shared.table.topic_names()
             );
         };
-        let event = {
+        let (event, span) = {
             let rec = Record::owned(&msg);
             let topic = self.shared.table.topic(topic_idx);
             let event = topic.event_name(&rec).map(|e| e.into_owned());
-            self.shared
-                .before(&rec, event.as_deref(), topic.route(event.as_deref()));
-            event
+            let route = topic.route(event.as_deref());
+            self.shared.before(&rec, event.as_deref(), route);
+            (event.clone(), message_span(&rec, event.as_deref(), route))
         };
         let start = self.sink.lock().unwrap_or_else(|p| p.into_inner()).len();
         let deliveries = self
             .shared
             .clone()
             .handle(msg, topic_idx, event, Resume::Fresh)
+            .instrument(span)
             .await;
         self.shared.outbound.settle(deliveries).await;
         let sent: Vec<Sent> = self.sink.lock().unwrap_or_else(|p| p.into_inner())[start..].to_vec();

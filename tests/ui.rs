@@ -1,0 +1,10 @@
+//! Compile-time checks of `#[on]`: each misuse fails with an error on the
+//! user's own tokens (the `.stderr` files are the expected output), and the
+//! supported forms compile.
+
+#[test]
+fn on_attribute() {
+    let t = trybuild::TestCases::new();
+    t.pass("tests/ui/pass/*.rs");
+    t.compile_fail("tests/ui/fail/*.rs");
+}

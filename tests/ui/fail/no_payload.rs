@@ -1,0 +1,6 @@
+use spine::prelude::*;
+
+#[on(event = "tick")]
+async fn tick() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use spine::prelude::*;
+
+#[on(event = "order.placed")]
+struct Accept;
+
+fn main() {}
