@@ -85,10 +85,9 @@ mod tests {
             topic: "t",
             partition: 0,
             offset: 0,
-            timestamp: None,
             key: None,
             payload: Some(payload),
-            headers: None,
+            source: crate::record::Source::None,
         }
     }
 

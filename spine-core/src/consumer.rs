@@ -163,6 +163,8 @@ struct Waiting {
 /// The loop's own view of an assigned partition.
 struct Slot {
     topic: Arc<str>,
+    /// librdkafka's handle of the topic, as an identity.
+    topic_ptr: usize,
     partition: i32,
     topic_idx: Option<usize>,
     shared: Arc<PartitionShared>,
@@ -196,8 +198,14 @@ struct Loop<'c> {
 pub(crate) fn consumer_config(shared: &Shared) -> ClientConfig {
     let config = &shared.config;
     let mut cc = ClientConfig::new();
-    // Defaults that suit at-least-once; `[kafka]` may override all but the commit ones.
+    // Defaults; `[kafka]` may override all but the commit ones.
+    // A new group starts from the beginning: at-least-once loses nothing.
     cc.set("auto.offset.reset", "earliest");
+    // librdkafka postpones fetching a partition whose local queue is over its
+    // threshold by this much (default 1 s). Any consumer slower than the
+    // fetcher then runs the queue dry and stalls for up to a second; 20 ms
+    // keeps the queue fed at the cost of a few more checks.
+    cc.set("fetch.queue.backoff.ms", "20");
     for (k, v) in &config.kafka {
         if !is_producer_only(k) {
             cc.set(k, v);
@@ -260,6 +268,7 @@ impl Loop<'_> {
         let mut commit_tick = tokio::time::interval(dispatch.commit_interval);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stream = self.consumer.stream();
+        let shared = self.shared.clone();
         let stop = shutdown.wait();
         tokio::pin!(stop);
         loop {
@@ -278,7 +287,7 @@ impl Loop<'_> {
                 }
                 item = stream.next(), if !self.paused && self.in_flight < self.max_in_flight => {
                     match item {
-                        Some(Ok(msg)) => self.on_message(&msg),
+                        Some(Ok(msg)) => self.on_message(&shared, &msg),
                         Some(Err(e)) => consumer_error(&e),
                         None => break,
                     }
@@ -289,7 +298,7 @@ impl Loop<'_> {
                             break;
                         }
                         match stream.poll_next_unpin(&mut noop) {
-                            Poll::Ready(Some(Ok(msg))) => self.on_message(&msg),
+                            Poll::Ready(Some(Ok(msg))) => self.on_message(&shared, &msg),
                             Poll::Ready(Some(Err(e))) => consumer_error(&e),
                             Poll::Ready(None) | Poll::Pending => break,
                         }
@@ -335,16 +344,20 @@ impl Loop<'_> {
         tracing::info!("shutdown complete");
     }
 
-    /// The slot of a partition, refreshed when the partition was revoked since.
-    fn slot_for(&mut self, topic: &str, partition: i32) -> usize {
+    /// The slot of a message's partition, refreshed when the partition was
+    /// revoked since. The common case compares two integers: librdkafka's
+    /// topic handle is stable, so the topic name is not even read.
+    fn slot_for(&mut self, msg: &BorrowedMessage<'_>) -> usize {
+        let (topic_ptr, partition) = (msg.topic_ptr() as usize, msg.partition());
         if let Some(s) = self.slots.get(self.last_slot) {
-            if s.partition == partition
-                && &*s.topic == topic
+            if s.topic_ptr == topic_ptr
+                && s.partition == partition
                 && !s.shared.revoked.load(AtomicOrdering::Relaxed)
             {
                 return self.last_slot;
             }
         }
+        let topic = msg.topic();
         let found = self
             .slots
             .iter()
@@ -352,11 +365,11 @@ impl Loop<'_> {
         let idx = match found {
             Some(i) if !self.slots[i].shared.revoked.load(AtomicOrdering::Relaxed) => i,
             Some(i) => {
-                self.slots[i] = self.new_slot(topic, partition);
+                self.slots[i] = self.new_slot(topic, topic_ptr, partition);
                 i
             }
             None => {
-                let slot = self.new_slot(topic, partition);
+                let slot = self.new_slot(topic, topic_ptr, partition);
                 self.slots.push(slot);
                 self.slots.len() - 1
             }
@@ -365,9 +378,10 @@ impl Loop<'_> {
         idx
     }
 
-    fn new_slot(&self, topic: &str, partition: i32) -> Slot {
+    fn new_slot(&self, topic: &str, topic_ptr: usize, partition: i32) -> Slot {
         Slot {
             topic: topic.into(),
+            topic_ptr,
             partition,
             topic_idx: self.shared.table.topic_index(topic),
             shared: self.registry.get_or_assign(topic, partition),
@@ -376,16 +390,17 @@ impl Loop<'_> {
         }
     }
 
-    fn on_message(&mut self, msg: &BorrowedMessage<'_>) {
-        let shared = self.shared.clone();
-        let slot = self.slot_for(msg.topic(), msg.partition());
-        let rec = Record::borrowed(msg);
-        if !self.slots[slot].tracker.accept(rec.offset) {
+    /// Handles one message; `shared` is the loop's own handle, passed in so
+    /// that a message costs no reference-count traffic.
+    fn on_message(&mut self, shared: &Arc<Shared>, msg: &BorrowedMessage<'_>) {
+        let slot = self.slot_for(msg);
+        let offset = msg.offset();
+        if !self.slots[slot].tracker.accept(offset) {
             metrics::counter!(m::REFETCHED).increment(1);
             tracing::debug!(
-                topic = rec.topic,
-                partition = rec.partition,
-                offset = rec.offset,
+                topic = msg.topic(),
+                partition = msg.partition(),
+                offset,
                 "offset delivered again in the same assignment; the first copy is handled, dropping this one"
             );
             return;
@@ -393,48 +408,60 @@ impl Loop<'_> {
         shared.stats.consumed();
         let Some(topic_idx) = self.slots[slot].topic_idx else {
             tracing::error!(
-                topic = rec.topic,
+                topic = msg.topic(),
                 "message from a topic the app does not subscribe to; committed without handling"
             );
-            self.finished_inline(slot, rec.offset, Vec::new());
+            self.finished_inline(slot, offset, Vec::new());
             return;
         };
         let topic = shared.table.topic(topic_idx);
+        let rec = Record::borrowed(msg, &topic.topic);
         topic.metrics.consumed.increment(1);
-        let event = topic.event_name(&rec);
+        // Read the event name only if routing depends on it: for librdkafka,
+        // the first header access parses and allocates every header.
+        let event = if topic.needs_event() {
+            topic.event_name(&rec)
+        } else {
+            None
+        };
         let Some(route) = topic.route(event.as_deref()) else {
-            let _span = message_span(&rec, event.as_deref(), None).entered();
-            shared.before(&rec, event.as_deref(), None);
+            let event = event.or_else(|| topic.event_name(&rec));
+            let _span = message_span(&rec, topic, event.as_deref(), None).entered();
+            shared.before(&rec, topic, event.as_deref(), None);
             let deliveries = shared.finish_unknown(&rec, topic, event.as_deref());
             self.finished_inline(slot, rec.offset, deliveries);
             return;
         };
-        let lane = self.lanes.lane_of(slot, rec.key);
-        let ticket = Ticket {
-            slot,
-            gen: self.slots[slot].shared.gen,
-            offset: rec.offset,
-            lane,
-        };
-        if let Some(l) = lane.filter(|l| self.lanes.is_busy(*l)) {
-            self.slots[slot].tracker.started(rec.offset);
-            self.started_one();
-            let waiting = Waiting {
-                msg: rec.detach(),
-                topic_idx,
-                event: event.map(Cow::into_owned),
-                ticket,
-            };
-            self.lanes.wait(l, waiting);
-            return;
+        let gen = self.slots[slot].shared.gen;
+        // Lanes exist only while something is in flight; when none is, no
+        // message waits and the key is not even hashed.
+        if !self.lanes.is_idle() {
+            let lane = self.lanes.lane_of(slot, rec.key);
+            if let Some(l) = lane.filter(|l| self.lanes.is_busy(*l)) {
+                self.slots[slot].tracker.started(rec.offset);
+                self.started_one();
+                let waiting = Waiting {
+                    msg: rec.detach(),
+                    topic_idx,
+                    event: event.map(Cow::into_owned),
+                    ticket: Ticket {
+                        slot,
+                        gen,
+                        offset: rec.offset,
+                        lane,
+                    },
+                };
+                self.lanes.wait(l, waiting);
+                return;
+            }
         }
-        shared.before(&rec, event.as_deref(), Some(route));
-        let span = message_span(&rec, event.as_deref(), Some(route));
+        shared.before(&rec, topic, event.as_deref(), Some(route));
+        let span = message_span(&rec, topic, event.as_deref(), Some(route));
         let resume = match route.single() {
             None => Resume::Fresh,
             Some(h) => {
                 let _entered = span.enter();
-                let mut scope = Scope::new(&rec, event.as_deref(), &shared);
+                let mut scope = Scope::new(&rec, topic, event.as_deref(), shared);
                 let started = h.handler.start(&mut scope);
                 let emits = scope.emits.take();
                 drop(scope);
@@ -466,10 +493,19 @@ impl Loop<'_> {
         };
         self.slots[slot].tracker.started(rec.offset);
         self.started_one();
+        let lane = self.lanes.lane_of(slot, rec.key);
         if let Some(l) = lane {
             self.lanes.occupy(l);
         }
-        let fut = shared.handle(rec.detach(), topic_idx, event.map(Cow::into_owned), resume);
+        let ticket = Ticket {
+            slot,
+            gen,
+            offset: rec.offset,
+            lane,
+        };
+        let detached = rec.detach();
+        let event = event.map(Cow::into_owned);
+        let fut = shared.clone().handle(detached, topic_idx, event, resume);
         self.running
             .push(Box::pin(fut.instrument(span).map(move |d| (ticket, d))));
     }
@@ -528,8 +564,8 @@ impl Loop<'_> {
             let rec = Record::owned(&w.msg);
             let topic = shared.table.topic(w.topic_idx);
             let route = topic.route(w.event.as_deref());
-            shared.before(&rec, w.event.as_deref(), route);
-            let span = message_span(&rec, w.event.as_deref(), route);
+            shared.before(&rec, topic, w.event.as_deref(), route);
+            let span = message_span(&rec, topic, w.event.as_deref(), route);
             let ticket = w.ticket;
             let fut = shared.handle(w.msg, w.topic_idx, w.event, Resume::Fresh);
             self.running

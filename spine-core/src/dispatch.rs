@@ -183,13 +183,21 @@ impl Shared {
         }
     }
 
-    /// Calls the `before` hooks.
-    pub(crate) fn before(&self, rec: &Record<'_>, event: Option<&str>, route: Option<&Route>) {
+    /// Calls the `before` hooks. `event` is `None` when routing did not need
+    /// it; it is then read here, only if there is a hook to see it.
+    pub(crate) fn before(
+        &self,
+        rec: &Record<'_>,
+        topic: &TopicRoutes,
+        event: Option<&str>,
+        route: Option<&Route>,
+    ) {
         if self.middleware.is_empty() {
             return;
         }
         let handler = route.and_then(|r| r.handlers.first()).map(|h| h.name);
-        let info = Self::info(rec, event, handler);
+        let lazy = event.is_none().then(|| topic.event_name(rec)).flatten();
+        let info = Self::info(rec, event.or(lazy.as_deref()), handler);
         for mw in &self.middleware {
             mw.before(&info);
         }
@@ -249,6 +257,12 @@ impl Shared {
     ) -> Vec<Delivery> {
         let rec = Record::owned(&msg);
         let topic = self.table.topic(topic_idx);
+        // Off the hot path: read the event name even if routing did not need it,
+        // for logs, dead letters and middleware.
+        let event = match event {
+            Some(e) => Some(Cow::Owned(e)),
+            None => topic.event_name(&rec),
+        };
         let event = event.as_deref();
         let Some(route) = topic.route(event) else {
             return self.finish_unknown(&rec, topic, event);
@@ -271,7 +285,7 @@ impl Shared {
                         continue;
                     }
                     Some(Resume::Fresh) | None => {
-                        let mut scope = Scope::new(&rec, event, &self);
+                        let mut scope = Scope::new(&rec, topic, event, &self);
                         let started = h.handler.start(&mut scope);
                         let emits = scope.emits.take();
                         drop(scope);
@@ -360,6 +374,12 @@ impl Shared {
         mut out: MessageOutcome,
     ) -> Vec<Delivery> {
         let mut deliveries = std::mem::take(&mut out.emits);
+        // Routing may not have needed the event name; whoever reports on the
+        // message below does.
+        let lazy = |event: Option<&str>| match event {
+            Some(e) => Some(Cow::Owned(e.to_owned())),
+            None => topic.event_name(rec),
+        };
         let n_replies = out.replies.len();
         if n_replies > 0 {
             let origin = Origin::of(rec);
@@ -380,14 +400,17 @@ impl Shared {
             Stats::add(&self.stats.handled, 1);
             topic.metrics.handled.increment(1);
             if !self.middleware.is_empty() {
+                let event = lazy(event);
                 self.after(
-                    &Self::info(rec, event, None),
+                    &Self::info(rec, event.as_deref(), None),
                     &Outcome::Handled { replies: n_replies },
                 );
             }
             return deliveries;
         }
         Stats::add(&self.stats.dead_lettered, 1);
+        let event = lazy(event);
+        let event = event.as_deref();
         for f in &out.failures {
             metrics::counter!(
                 m::DEAD_LETTERED,
@@ -520,21 +543,34 @@ fn error_event(
 }
 
 /// The span a message is handled in: topic, partition, offset, event, handler.
+/// When no subscriber wants it, this costs a level check and nothing is read.
 pub(crate) fn message_span(
     rec: &Record<'_>,
+    topic: &TopicRoutes,
     event: Option<&str>,
     route: Option<&Route>,
 ) -> tracing::Span {
     let span = tracing::info_span!(
+        target: "spine::message",
         "message",
         topic = rec.topic,
         partition = rec.partition,
         offset = rec.offset,
-        event,
+        event = tracing::field::Empty,
         handler = tracing::field::Empty,
     );
-    if let Some(route) = route.filter(|_| !span.is_disabled()) {
-        span.record("handler", route.names().as_str());
+    if span.is_disabled() {
+        return span;
+    }
+    match event {
+        Some(e) => span.record("event", e),
+        None => span.record("event", topic.event_name(rec).as_deref()),
+    };
+    if let Some(route) = route {
+        match route.single() {
+            Some(h) => span.record("handler", h.name),
+            None => span.record("handler", route.names().as_str()),
+        };
     }
     span
 }

@@ -4,7 +4,6 @@
 //! [`FromRecord`] from the message being handled.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
@@ -15,10 +14,12 @@ use crate::dispatch::Shared;
 use crate::error::HandlerError;
 use crate::outbound::{cloud_event_headers, Delivery, Origin, OutRecord, SentKind};
 use crate::record::Record;
+use crate::routing::TopicRoutes;
 
 /// The message an extractor is built from.
 pub struct Scope<'a> {
     pub(crate) rec: &'a Record<'a>,
+    pub(crate) topic: &'a TopicRoutes,
     pub(crate) event: Option<&'a str>,
     pub(crate) shared: &'a Arc<Shared>,
     pub(crate) emits: Option<Arc<EmitLog>>,
@@ -27,11 +28,13 @@ pub struct Scope<'a> {
 impl<'a> Scope<'a> {
     pub(crate) fn new(
         rec: &'a Record<'a>,
+        topic: &'a TopicRoutes,
         event: Option<&'a str>,
         shared: &'a Arc<Shared>,
     ) -> Self {
         Scope {
             rec,
+            topic,
             event,
             shared,
             emits: None,
@@ -140,10 +143,13 @@ impl FromRecord for Meta {
             topic: r.topic.to_owned(),
             partition: r.partition,
             offset: r.offset,
-            timestamp: r.timestamp,
+            timestamp: r.timestamp(),
             key: r.key.map(<[u8]>::to_vec),
             headers: r.headers_vec(),
-            event: scope.event.map(str::to_owned),
+            event: match scope.event {
+                Some(e) => Some(e.to_owned()),
+                None => scope.topic.event_name(r).map(|e| e.into_owned()),
+            },
             event_id: r.event_id(),
             correlation_id: r.correlation_id(),
         })
@@ -209,20 +215,25 @@ impl<T: Send + Sync + 'static> FromRecord for State<T> {
     }
 }
 
-/// Application state, by type.
+/// Application state, by type. A handful of entries at most, so a linear scan
+/// of type ids beats hashing them on every message.
 #[derive(Default, Clone)]
 #[doc(hidden)]
-pub struct States(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
+pub struct States(Vec<(TypeId, Arc<dyn Any + Send + Sync>)>);
 
 impl States {
     pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
-        self.0.insert(TypeId::of::<T>(), Arc::new(value));
+        let id = TypeId::of::<T>();
+        self.0.retain(|(t, _)| *t != id);
+        self.0.push((id, Arc::new(value)));
     }
 
     pub(crate) fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let id = TypeId::of::<T>();
         self.0
-            .get(&TypeId::of::<T>())
-            .and_then(|a| a.clone().downcast::<T>().ok())
+            .iter()
+            .find(|(t, _)| *t == id)
+            .and_then(|(_, a)| a.clone().downcast::<T>().ok())
     }
 }
 

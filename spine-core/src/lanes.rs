@@ -42,6 +42,11 @@ impl<T> Lanes<T> {
         Some(h.finish())
     }
 
+    /// Whether no lane is busy.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.busy.is_empty()
+    }
+
     /// Whether a message of this lane must wait.
     pub(crate) fn is_busy(&self, lane: LaneId) -> bool {
         !self.busy.is_empty() && self.busy.contains_key(&lane)

@@ -3,7 +3,7 @@
 //! [`crate::testing::TestApp`], an in-memory sink) and delivery tracking: a
 //! message's offset is committed only after what it published is acknowledged.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
@@ -154,21 +154,47 @@ impl OutRecord {
 /// Where published records go.
 #[derive(Clone)]
 pub(crate) enum Outbound {
-    Kafka(FutureProducer),
+    Kafka(Arc<LazyProducer>),
     Memory(Arc<Mutex<Vec<Sent>>>),
 }
 
-impl Outbound {
-    /// A producer configured from `[kafka]`.
-    pub(crate) fn kafka(config: &Config) -> Result<Outbound, Error> {
-        let mut cc = ClientConfig::new();
-        for (k, v) in &config.kafka {
-            if !is_consumer_only(k) {
-                cc.set(k, v);
-            }
+/// A producer created on first use: an app that only consumes never pays for
+/// a second librdkafka client (its threads and buffers). Its configuration is
+/// validated up front, so creating it later does not fail on a bad setting.
+pub(crate) struct LazyProducer {
+    config: ClientConfig,
+    producer: OnceLock<FutureProducer>,
+}
+
+impl LazyProducer {
+    fn get(&self) -> Result<&FutureProducer, rdkafka::error::KafkaError> {
+        if let Some(p) = self.producer.get() {
+            return Ok(p);
         }
-        let producer = cc.create().map_err(|e| kafka_config_error(config, e))?;
-        Ok(Outbound::Kafka(producer))
+        let created = self.config.create()?;
+        Ok(self.producer.get_or_init(|| created))
+    }
+}
+
+fn producer_config(config: &Config) -> Result<ClientConfig, Error> {
+    let mut cc = ClientConfig::new();
+    for (k, v) in &config.kafka {
+        if !is_consumer_only(k) {
+            cc.set(k, v);
+        }
+    }
+    cc.create_native_config()
+        .map_err(|e| kafka_config_error(config, e))?;
+    Ok(cc)
+}
+
+impl Outbound {
+    /// A producer configured from `[kafka]`, validated now, created on first use.
+    pub(crate) fn kafka(config: &Config) -> Result<Outbound, Error> {
+        Ok(Outbound::Kafka(Arc::new(LazyProducer {
+            config: producer_config(config)?,
+            producer: OnceLock::new(),
+        })))
     }
 
     /// Hands a record to the producer. Never blocks: a full producer queue is
@@ -181,8 +207,15 @@ impl Outbound {
                     .push(rec.into_sent());
                 Delivery::Done
             }
-            Outbound::Kafka(producer) => {
+            Outbound::Kafka(lazy) => {
                 let kind = rec.kind;
+                let producer = match lazy.get() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot create the producer; will retry");
+                        return Delivery::Unsent(rec);
+                    }
+                };
                 let sent = {
                     let mut fr = FutureRecord::<[u8], [u8]>::to(&rec.topic)
                         .headers(owned_headers(&rec.headers));
@@ -364,13 +397,13 @@ pub enum PublishError {
 impl Publisher {
     /// A publisher using the `[kafka]` properties of `config`; `app.name` becomes `ce_source`.
     pub fn new(config: &Config) -> Result<Publisher, Error> {
-        match Outbound::kafka(config)? {
-            Outbound::Kafka(producer) => Ok(Publisher {
-                producer,
-                source: config.app.name.clone(),
-            }),
-            Outbound::Memory(_) => unreachable!("Outbound::kafka builds a producer"),
-        }
+        let producer = producer_config(config)?
+            .create()
+            .map_err(|e| kafka_config_error(config, e))?;
+        Ok(Publisher {
+            producer,
+            source: config.app.name.clone(),
+        })
     }
 
     /// Publishes one JSON event and waits for the broker to acknowledge it.

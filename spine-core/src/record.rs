@@ -26,22 +26,35 @@ pub(crate) struct Record<'a> {
     pub(crate) topic: &'a str,
     pub(crate) partition: i32,
     pub(crate) offset: i64,
-    pub(crate) timestamp: Option<i64>,
     pub(crate) key: Option<&'a [u8]>,
     pub(crate) payload: Option<&'a [u8]>,
-    pub(crate) headers: Option<&'a BorrowedHeaders>,
+    /// Where headers and the timestamp are read from, on demand: librdkafka
+    /// parses a message's headers (allocating) the first time they are asked
+    /// for, so a route that does not need them never pays for them.
+    pub(crate) source: Source<'a>,
+}
+
+/// The message behind a [`Record`].
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    Borrowed(&'a BorrowedMessage<'a>),
+    Owned(&'a OwnedMessage),
+    #[cfg(test)]
+    None,
 }
 
 impl<'a> Record<'a> {
-    pub(crate) fn borrowed(m: &'a BorrowedMessage<'_>) -> Self {
+    /// A view of a message from librdkafka; `topic` is its topic's name,
+    /// passed in because reading it from librdkafka costs a `strlen` and a
+    /// UTF-8 check per message.
+    pub(crate) fn borrowed(m: &'a BorrowedMessage<'a>, topic: &'a str) -> Self {
         Record {
-            topic: m.topic(),
+            topic,
             partition: m.partition(),
             offset: m.offset(),
-            timestamp: m.timestamp().to_millis(),
             key: m.key(),
             payload: m.payload(),
-            headers: m.headers(),
+            source: Source::Borrowed(m),
         }
     }
 
@@ -50,16 +63,34 @@ impl<'a> Record<'a> {
             topic: m.topic(),
             partition: m.partition(),
             offset: m.offset(),
-            timestamp: m.timestamp().to_millis(),
             key: m.key(),
             payload: m.payload(),
-            headers: m.headers().map(|h| h.as_borrowed()),
+            source: Source::Owned(m),
+        }
+    }
+
+    fn headers(&self) -> Option<&'a BorrowedHeaders> {
+        match self.source {
+            Source::Borrowed(m) => m.headers(),
+            Source::Owned(m) => m.headers().map(|h| h.as_borrowed()),
+            #[cfg(test)]
+            Source::None => None,
+        }
+    }
+
+    /// Milliseconds since the epoch, when the message has a timestamp.
+    pub(crate) fn timestamp(&self) -> Option<i64> {
+        match self.source {
+            Source::Borrowed(m) => m.timestamp().to_millis(),
+            Source::Owned(m) => m.timestamp().to_millis(),
+            #[cfg(test)]
+            Source::None => None,
         }
     }
 
     /// The last value of header `name`.
     pub(crate) fn header(&self, name: &str) -> Option<&'a [u8]> {
-        let headers = self.headers?;
+        let headers = self.headers()?;
         let mut found = None;
         for i in 0..headers.count() {
             if let Some(h) = headers.try_get(i) {
@@ -77,7 +108,7 @@ impl<'a> Record<'a> {
 
     /// Every header, copied.
     pub(crate) fn headers_vec(&self) -> Vec<(String, Vec<u8>)> {
-        let Some(headers) = self.headers else {
+        let Some(headers) = self.headers() else {
             return Vec::new();
         };
         (0..headers.count())
@@ -108,13 +139,13 @@ impl<'a> Record<'a> {
             self.payload.map(<[u8]>::to_vec),
             self.key.map(<[u8]>::to_vec),
             self.topic.to_owned(),
-            match self.timestamp {
+            match self.timestamp() {
                 Some(ms) => rdkafka::Timestamp::CreateTime(ms),
                 None => rdkafka::Timestamp::NotAvailable,
             },
             self.partition,
             self.offset,
-            self.headers.map(|h| h.detach()),
+            self.headers().map(|h| h.detach()),
         )
     }
 }

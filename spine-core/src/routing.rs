@@ -66,6 +66,12 @@ impl TopicRoutes {
         }
     }
 
+    /// Whether routing on this topic depends on the event name. When it does
+    /// not (only topic-wide handlers), the name is not read on the hot path.
+    pub(crate) fn needs_event(&self) -> bool {
+        !self.by_event.is_empty()
+    }
+
     /// The route for an event name, after precedence.
     pub(crate) fn route(&self, event: Option<&str>) -> Option<&Route> {
         event

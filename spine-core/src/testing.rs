@@ -172,8 +172,11 @@ impl TestApp {
             let topic = self.shared.table.topic(topic_idx);
             let event = topic.event_name(&rec).map(|e| e.into_owned());
             let route = topic.route(event.as_deref());
-            self.shared.before(&rec, event.as_deref(), route);
-            (event.clone(), message_span(&rec, event.as_deref(), route))
+            self.shared.before(&rec, topic, event.as_deref(), route);
+            (
+                event.clone(),
+                message_span(&rec, topic, event.as_deref(), route),
+            )
         };
         let start = self.sink.lock().unwrap_or_else(|p| p.into_inner()).len();
         let deliveries = self
