@@ -78,3 +78,8 @@ pub mod prelude {
 pub mod __private {
     pub use spine_core::__private::*;
 }
+
+/// The README's Rust snippets, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

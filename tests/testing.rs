@@ -452,7 +452,10 @@ async fn each_message_is_handled_inside_a_span_with_its_coordinates() {
     app.send("orders", "order.placed", &json!({"id": "a", "amount": 1}))
         .await;
     let got = spans.0.lock().unwrap().join("\n");
-    assert!(got.contains("message: topic=orders partition=0 offset=0"), "{got}");
+    assert!(
+        got.contains("message: topic=orders partition=0 offset=0"),
+        "{got}"
+    );
     assert!(got.contains("record: event=order.placed"), "{got}");
     assert!(got.contains("record: handler=accept"), "{got}");
 }

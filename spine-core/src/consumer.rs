@@ -476,6 +476,15 @@ impl Loop<'_> {
                     }
                 };
                 match attempt {
+                    // The common case: done, nothing to publish, nothing to wait for.
+                    Inline::Done(Ok(replies)) if replies.is_empty() && emits.is_none() => {
+                        shared.handled(&rec, topic, event.as_deref(), 0);
+                        let s = &mut self.slots[slot];
+                        if s.tracker.finished_now(rec.offset) {
+                            publish_committable(s);
+                        }
+                        return;
+                    }
                     Inline::Pending(fut) => Resume::Running { fut, emits },
                     Inline::Done(Err(f))
                         if shared.failed_attempt(&rec, topic, event.as_deref(), h, &f, 1) =>

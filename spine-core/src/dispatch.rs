@@ -320,6 +320,26 @@ impl Shared {
         self.finish(&rec, topic, event, out)
     }
 
+    /// Counts a message whose handlers all succeeded. Called directly by the
+    /// consumer's fast path for a handler that finished with nothing to publish.
+    pub(crate) fn handled(
+        &self,
+        rec: &Record<'_>,
+        topic: &TopicRoutes,
+        event: Option<&str>,
+        replies: usize,
+    ) {
+        Stats::add(&self.stats.handled, 1);
+        topic.metrics.handled.increment(1);
+        if !self.middleware.is_empty() {
+            let lazy = event.is_none().then(|| topic.event_name(rec)).flatten();
+            self.after(
+                &Self::info(rec, event.or(lazy.as_deref()), None),
+                &Outcome::Handled { replies },
+            );
+        }
+    }
+
     /// A message no handler matched: skip it or dead-letter it, by policy.
     pub(crate) fn finish_unknown(
         &self,
@@ -397,15 +417,7 @@ impl Shared {
             topic.metrics.produced.increment(n_replies as u64);
         }
         if out.failures.is_empty() {
-            Stats::add(&self.stats.handled, 1);
-            topic.metrics.handled.increment(1);
-            if !self.middleware.is_empty() {
-                let event = lazy(event);
-                self.after(
-                    &Self::info(rec, event.as_deref(), None),
-                    &Outcome::Handled { replies: n_replies },
-                );
-            }
+            self.handled(rec, topic, event, n_replies);
             return deliveries;
         }
         Stats::add(&self.stats.dead_lettered, 1);

@@ -132,3 +132,13 @@ impl Middleware for Logging {
         }
     }
 }
+
+/// A shared middleware, so that its state can be read while the app runs.
+impl<M: Middleware> Middleware for std::sync::Arc<M> {
+    fn before(&self, msg: &MessageInfo<'_>) {
+        (**self).before(msg)
+    }
+    fn after(&self, msg: &MessageInfo<'_>, outcome: &Outcome<'_>) {
+        (**self).after(msg, outcome)
+    }
+}

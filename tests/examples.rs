@@ -1,6 +1,6 @@
-//! The main example, run as a real process: in demo mode on the embedded mock
-//! cluster, and as a service on tansu, killed with SIGKILL part-way through
-//! 20,000 orders and restarted. Nothing may be lost.
+//! The examples, run as real processes. The main one (`orders`) in demo mode
+//! on the embedded mock cluster, and as a service on tansu, killed with
+//! SIGKILL part-way through 20,000 orders and restarted: nothing may be lost.
 
 mod support;
 
@@ -59,6 +59,29 @@ fn demo_mode_runs_on_the_embedded_mock_cluster() {
         stdout.contains("Summary: consumed 50, handled 45, replied 45, dead-lettered 5"),
         "unexpected summary:\n{stdout}"
     );
+}
+
+#[test]
+fn middleware_example_counts_every_outcome() {
+    let out = clean_env(&mut Command::new(example("middleware")))
+        .output()
+        .expect("example runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(lines.contains(&vec!["ping", "handled", "3"]), "{stdout}");
+    assert!(
+        lines.contains(&vec!["ping", "dead_lettered", "1"]),
+        "{stdout}"
+    );
+    assert!(lines.contains(&vec!["unknown", "skipped", "1"]), "{stdout}");
 }
 
 fn start_service(group: &str, log: &str) -> Child {
