@@ -111,6 +111,7 @@ impl Builder {
             states: self.states,
             middleware: self.middleware,
             stats: Stats::default(),
+            unknown_seen: Default::default(),
         }))
     }
 

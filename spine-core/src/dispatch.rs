@@ -110,6 +110,8 @@ pub(crate) struct Shared {
     pub(crate) states: States,
     pub(crate) middleware: Vec<Arc<dyn Middleware>>,
     pub(crate) stats: Stats,
+    /// Unmatched (topic, event) pairs already warned about.
+    pub(crate) unknown_seen: std::sync::Mutex<std::collections::HashSet<(String, Option<String>)>>,
 }
 
 /// How the slow path picks up a message the fast path started.
@@ -340,6 +342,19 @@ impl Shared {
         }
     }
 
+    /// Whether this (topic, event) is seen unmatched for the first time, so
+    /// that a stream of unknown events warns once, not per message. Remembers
+    /// at most 1,024 pairs.
+    fn first_sighting(&self, topic: &str, event: Option<&str>) -> bool {
+        let mut seen = self.unknown_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (topic.to_owned(), event.map(str::to_owned));
+        if seen.contains(&key) || seen.len() >= 1024 {
+            return false;
+        }
+        seen.insert(key);
+        true
+    }
+
     /// A message no handler matched: skip it or dead-letter it, by policy.
     pub(crate) fn finish_unknown(
         &self,
@@ -351,6 +366,14 @@ impl Shared {
         match topic.unknown {
             UnknownEvent::Skip => {
                 Stats::add(&self.stats.skipped, 1);
+                if self.first_sighting(rec.topic, event) {
+                    tracing::warn!(
+                        topic = rec.topic,
+                        event,
+                        "no handler for this event; skipping such messages (logged once per event, \
+                         counted in spine_messages_unknown_event_total)"
+                    );
+                }
                 tracing::debug!(
                     topic = rec.topic,
                     partition = rec.partition,

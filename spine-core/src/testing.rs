@@ -140,7 +140,9 @@ impl TestApp {
             .await
     }
 
-    /// Sends a message and returns what it caused, after retries.
+    /// Sends a message and returns what it caused, after retries. Await one
+    /// send before starting the next: the outcome is what the app published
+    /// while this send ran.
     ///
     /// # Panics
     /// If the app does not subscribe to the message's topic.
