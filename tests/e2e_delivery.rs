@@ -61,23 +61,15 @@ async fn key_ordering_holds_under_concurrency() {
     produce_steps(&topic, &run, 6, 25).await;
 
     let recorder = std::sync::Arc::new(Recorder::default());
-    let mut cfg = config(&unique("order"));
-    cfg.app.topics = vec![topic.clone()];
-    cfg.dispatch.max_in_flight = 32;
-    let app = Spine::builder()
-        .config(cfg)
-        .state(recorder.clone())
-        .handlers(spine::handlers![slow_step_shared])
-        .build()
-        .unwrap();
-    let stop = app.shutdown_handle();
-    let task = tokio::spawn(app.run_until(std::future::pending()));
-    eventually(Duration::from_secs(60), "150 steps handled", || {
-        recorder.handled() >= 150
-    })
+    run_shared(
+        &topic,
+        &unique("order"),
+        Order::Key,
+        32,
+        recorder.clone(),
+        150,
+    )
     .await;
-    stop.trigger();
-    task.await.unwrap().unwrap();
 
     let log = recorder.log.lock().unwrap().clone();
     assert_eq!(log.len(), 150);
@@ -110,6 +102,8 @@ async fn slow_step_shared(s: Step, rec: State<std::sync::Arc<Recorder>>) {
     rec.leave(&s);
 }
 
+/// Runs an app of `slow_step_shared` on `topic` until the recorder has seen
+/// `want` messages, then stops it gracefully.
 async fn run_shared(
     topic: &str,
     group: &str,
@@ -278,24 +272,7 @@ async fn graceful_shutdown_finishes_in_flight_work_and_commits_exactly_what_was_
 
     // First run: stop after a few messages, while others are in flight.
     let first = std::sync::Arc::new(Recorder::default());
-    let mut cfg = config(&group);
-    cfg.app.topics = vec![topic.clone()];
-    cfg.dispatch.ordering = Order::None;
-    cfg.dispatch.max_in_flight = 8;
-    let app = Spine::builder()
-        .config(cfg.clone())
-        .state(first.clone())
-        .handlers(spine::handlers![slow_step_shared])
-        .build()
-        .unwrap();
-    let stop = app.shutdown_handle();
-    let task = tokio::spawn(app.run_until(std::future::pending()));
-    eventually(Duration::from_secs(30), "a few handled", || {
-        first.handled() >= 5
-    })
-    .await;
-    stop.trigger();
-    task.await.unwrap().unwrap();
+    run_shared(&topic, &group, Order::None, 8, first.clone(), 5).await;
     assert_eq!(
         first.active.load(Ordering::SeqCst),
         0,

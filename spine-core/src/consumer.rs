@@ -425,7 +425,7 @@ impl Loop<'_> {
             None
         };
         let Some(route) = topic.route(event.as_deref()) else {
-            let event = event.or_else(|| topic.event_name(&rec));
+            let event = topic.event_or(&rec, event.as_deref()).map(Cow::into_owned);
             let _span = message_span(&rec, topic, event.as_deref(), None).entered();
             shared.before(&rec, topic, event.as_deref(), None);
             let deliveries = shared.finish_unknown(&rec, topic, event.as_deref());
@@ -479,10 +479,7 @@ impl Loop<'_> {
                     // The common case: done, nothing to publish, nothing to wait for.
                     Inline::Done(Ok(replies)) if replies.is_empty() && emits.is_none() => {
                         shared.handled(&rec, topic, event.as_deref(), 0);
-                        let s = &mut self.slots[slot];
-                        if s.tracker.finished_now(rec.offset) {
-                            publish_committable(s);
-                        }
+                        self.finished_inline(slot, rec.offset, Vec::new());
                         return;
                     }
                     Inline::Pending(fut) => Resume::Running { fut, emits },

@@ -198,8 +198,8 @@ impl Shared {
             return;
         }
         let handler = route.and_then(|r| r.handlers.first()).map(|h| h.name);
-        let lazy = event.is_none().then(|| topic.event_name(rec)).flatten();
-        let info = Self::info(rec, event.or(lazy.as_deref()), handler);
+        let event = topic.event_or(rec, event);
+        let info = Self::info(rec, event.as_deref(), handler);
         for mw in &self.middleware {
             mw.before(&info);
         }
@@ -334,9 +334,9 @@ impl Shared {
         Stats::add(&self.stats.handled, 1);
         topic.metrics.handled.increment(1);
         if !self.middleware.is_empty() {
-            let lazy = event.is_none().then(|| topic.event_name(rec)).flatten();
+            let event = topic.event_or(rec, event);
             self.after(
-                &Self::info(rec, event.or(lazy.as_deref()), None),
+                &Self::info(rec, event.as_deref(), None),
                 &Outcome::Handled { replies },
             );
         }
@@ -417,12 +417,6 @@ impl Shared {
         mut out: MessageOutcome,
     ) -> Vec<Delivery> {
         let mut deliveries = std::mem::take(&mut out.emits);
-        // Routing may not have needed the event name; whoever reports on the
-        // message below does.
-        let lazy = |event: Option<&str>| match event {
-            Some(e) => Some(Cow::Owned(e.to_owned())),
-            None => topic.event_name(rec),
-        };
         let n_replies = out.replies.len();
         if n_replies > 0 {
             let origin = Origin::of(rec);
@@ -444,7 +438,8 @@ impl Shared {
             return deliveries;
         }
         Stats::add(&self.stats.dead_lettered, 1);
-        let event = lazy(event);
+        // Routing may not have needed the event name; the dead letter does.
+        let event = topic.event_or(rec, event);
         let event = event.as_deref();
         for f in &out.failures {
             metrics::counter!(
@@ -597,10 +592,7 @@ pub(crate) fn message_span(
     if span.is_disabled() {
         return span;
     }
-    match event {
-        Some(e) => span.record("event", e),
-        None => span.record("event", topic.event_name(rec).as_deref()),
-    };
+    span.record("event", topic.event_or(rec, event).as_deref());
     if let Some(route) = route {
         match route.single() {
             Some(h) => span.record("handler", h.name),

@@ -146,10 +146,7 @@ impl FromRecord for Meta {
             timestamp: r.timestamp(),
             key: r.key.map(<[u8]>::to_vec),
             headers: r.headers_vec(),
-            event: match scope.event {
-                Some(e) => Some(e.to_owned()),
-                None => scope.topic.event_name(r).map(|e| e.into_owned()),
-            },
+            event: scope.topic.event_or(r, scope.event).map(|e| e.into_owned()),
             event_id: r.event_id(),
             correlation_id: r.correlation_id(),
         })

@@ -66,6 +66,19 @@ impl TopicRoutes {
         }
     }
 
+    /// `known`, or else the event name read from the record: for reporting on
+    /// a message whose routing did not need the name.
+    pub(crate) fn event_or<'k, 'r: 'k>(
+        &self,
+        rec: &Record<'r>,
+        known: Option<&'k str>,
+    ) -> Option<Cow<'k, str>> {
+        match known {
+            Some(e) => Some(Cow::Borrowed(e)),
+            None => self.event_name(rec),
+        }
+    }
+
     /// Whether routing on this topic depends on the event name. When it does
     /// not (only topic-wide handlers), the name is not read on the hot path.
     pub(crate) fn needs_event(&self) -> bool {

@@ -133,9 +133,8 @@ pub async fn produce_event(
     produce(producer, topic, key, &body, &[("ce_type", event)]).await;
 }
 
-/// Reads `topic` from the beginning with a consumer outside any group until
-/// `want` records arrived or `timeout` passed.
-pub fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<OwnedMessage> {
+/// A consumer outside any group, assigned every partition of `topic` from the beginning.
+fn reader(topic: &str) -> BaseConsumer {
     let consumer: BaseConsumer = client_config()
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
@@ -153,6 +152,13 @@ pub fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<OwnedMessa
         }
     }
     consumer.assign(&tpl).expect("assign");
+    consumer
+}
+
+/// Reads `topic` from the beginning with a consumer outside any group until
+/// `want` records arrived or `timeout` passed.
+pub fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    let consumer = reader(topic);
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     while out.len() < want && Instant::now() < deadline {
@@ -168,23 +174,7 @@ pub fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<OwnedMessa
 /// Reads every record currently in `topic`: polls until the topic has been
 /// quiet for `quiet`.
 pub fn drain_topic(topic: &str, quiet: Duration) -> Vec<OwnedMessage> {
-    let consumer: BaseConsumer = client_config()
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("reader");
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let mut tpl = TopicPartitionList::new();
-    for t in md.topics() {
-        for p in t.partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .expect("tpl");
-        }
-    }
-    consumer.assign(&tpl).expect("assign");
+    let consumer = reader(topic);
     let mut out = Vec::new();
     let mut last = Instant::now();
     while last.elapsed() < quiet {
