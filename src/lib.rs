@@ -33,12 +33,46 @@
 #![warn(missing_docs)]
 
 pub use spine_core::{
-    config, dev, headers, metrics, middleware, testing, App, Builder, Config, Context, EmitError,
-    Error, Failure, FailureKind, FromRecord, Handler, HandlerDescriptor, HandlerError,
+    codec, config, dev, headers, metrics, middleware, testing, App, Builder, Config, Context,
+    EmitError, Error, Failure, FailureKind, FromRecord, Handler, HandlerDescriptor, HandlerError,
     HandlerFuture, IntoReplies, Meta, PublishError, Publisher, Raw, Reply, Scope, Sent, SentKind,
-    Shutdown, Spine, State, StatsHandle, StatsSnapshot,
+    Shutdown, State, StatsHandle, StatsSnapshot,
 };
 pub use spine_macros::on;
+
+/// Entry point: `Spine::builder()`, with the Avro codec installed for topics
+/// marked `codec = "avro"`.
+#[derive(Debug)]
+pub struct Spine;
+
+impl Spine {
+    /// Starts describing an app.
+    pub fn builder() -> Builder {
+        spine_core::Spine::builder().codec("avro", spine_avro::codec_factory)
+    }
+}
+
+/// Avro payloads through a Confluent-compatible schema registry.
+///
+/// Derive `AvroSchema` (re-exported here) beside `Serialize`/`Deserialize` on
+/// payload types, mark topics `codec = "avro"` in `spine.toml` (or on the
+/// handler: `#[on(topic = "orders", codec = "avro")]`), and set
+/// `[schema_registry] url`.
+pub mod avro {
+    pub use spine_avro::apache_avro::{self, AvroSchema};
+    pub use spine_avro::registry::{self, DevRegistry, DevRegistryHandle, RegistryClient};
+    pub use spine_avro::{wire, AvroCodec, AvroError, CodecOptions};
+
+    /// A reply carrying its payload type's Avro schema, needed by the record
+    /// subject strategies and by `auto_register`.
+    pub fn reply<T>(topic: impl Into<String>, event: impl Into<String>, payload: T) -> crate::Reply
+    where
+        T: serde::Serialize + AvroSchema + Send + 'static,
+    {
+        let schema = serde_json::to_string(&T::get_schema()).unwrap_or_default();
+        crate::Reply::to(topic, event, payload).with_schema(schema)
+    }
+}
 
 /// Collects the descriptors of handlers declared with `#[on]`, for
 /// [`Builder::handlers`].
@@ -76,7 +110,56 @@ pub mod prelude {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use spine_core::__private::*;
+    pub use spine_core::__private::{Describe, HandlerDescriptor, HandlerInfo, States};
+
+    /// Compile-time checks `#[on]` places on the user's types.
+    pub mod assert {
+        pub use spine_core::__private::assert::*;
+
+        /// `codec = "avro"`: the payload type carries an Avro schema.
+        pub fn avro<T: spine_avro::apache_avro::AvroSchema>() {}
+    }
+
+    /// Converts a decoded Avro value into the handler's payload type.
+    pub use spine_avro::value_decoder as avro_value;
+
+    /// Finds a payload type's Avro schema, if it has one, by autoref
+    /// specialization: `(&&Probe::<T>::new()).reader_schema()` picks
+    /// `AvroReader` when `T: AvroSchema` and falls back to `NoReader`.
+    pub mod probe {
+        use std::marker::PhantomData;
+
+        use spine_avro::apache_avro::AvroSchema;
+
+        pub struct Probe<T>(PhantomData<T>);
+
+        impl<T> Probe<T> {
+            #[allow(clippy::new_without_default)]
+            pub fn new() -> Self {
+                Probe(PhantomData)
+            }
+        }
+
+        pub trait AvroReader {
+            fn reader_schema(&self) -> Option<String>;
+        }
+
+        impl<T: AvroSchema> AvroReader for &Probe<T> {
+            fn reader_schema(&self) -> Option<String> {
+                serde_json::to_string(&T::get_schema()).ok()
+            }
+        }
+
+        pub trait NoReader {
+            fn reader_schema(&self) -> Option<String>;
+        }
+
+        impl<T> NoReader for Probe<T> {
+            fn reader_schema(&self) -> Option<String> {
+                None
+            }
+        }
+    }
 }
 
 /// The README's Rust snippets, compiled and run as doctests.

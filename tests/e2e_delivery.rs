@@ -211,7 +211,8 @@ async fn flaky(s: Step, f: State<std::sync::Arc<Flaky>>, ctx: Context) -> Result
         "flaky.out",
         "flaky.done",
         &serde_json::json!({ "run": s.run, "seq": s.seq }),
-    )?;
+    )
+    .await?;
     Ok(())
 }
 

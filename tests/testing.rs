@@ -25,7 +25,8 @@ async fn accept(o: Order, ctx: Context) -> Result<Reply, HandlerError> {
     if o.amount == 0 {
         return Err(HandlerError::msg("zero amount, maybe later"));
     }
-    ctx.emit("audit", "order.seen", &json!({ "id": o.id }))?;
+    ctx.emit("audit", "order.seen", &json!({ "id": o.id }))
+        .await?;
     Ok(Reply::to(
         "orders.accepted",
         "order.accepted",

@@ -5,6 +5,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use std::collections::{BTreeSet, HashMap};
+
+use crate::codec::{CodecFactory, PayloadCodec};
 use crate::config::Config;
 use crate::consumer;
 use crate::dispatch::{Shared, Stats, StatsSnapshot};
@@ -33,9 +36,23 @@ pub struct Builder {
     handlers: Vec<HandlerDescriptor>,
     states: States,
     middleware: Vec<Arc<dyn Middleware>>,
+    codecs: Vec<(String, CodecFactory)>,
 }
 
 impl Builder {
+    /// Installs a payload codec under `name`, for topics with `codec = "<name>"`.
+    /// The `spine` crate installs Avro.
+    #[must_use]
+    pub fn codec(
+        mut self,
+        name: &str,
+        factory: impl Fn(&Config) -> Result<Arc<dyn PayloadCodec>, Error> + Send + Sync + 'static,
+    ) -> Self {
+        self.codecs.retain(|(n, _)| n != name);
+        self.codecs.push((name.to_owned(), Arc::new(factory)));
+        self
+    }
+
     /// Uses this configuration instead of loading `spine.toml` and the environment.
     #[must_use]
     pub fn config(mut self, config: Config) -> Self {
@@ -94,7 +111,39 @@ impl Builder {
         outbound: impl FnOnce(&Config) -> Result<Outbound, Error>,
     ) -> Result<Arc<Shared>, Error> {
         config.validate()?;
-        let table = DispatchTable::build(&self.handlers, &config)?;
+        // Codecs are created only if some topic uses them (Avro needs a registry URL).
+        let mut wanted: BTreeSet<&str> = config
+            .topics
+            .keys()
+            .filter_map(|t| config.codec(t))
+            .collect();
+        wanted.extend(
+            self.handlers
+                .iter()
+                .filter_map(|h| h.codec)
+                .filter(|c| *c != "json"),
+        );
+        let mut codecs: HashMap<String, Arc<dyn PayloadCodec>> = HashMap::new();
+        for name in wanted {
+            if let Some((_, factory)) = self.codecs.iter().find(|(n, _)| n == name) {
+                codecs.insert(name.to_owned(), factory(&config)?);
+            }
+        }
+        let table = DispatchTable::build(&self.handlers, &config, &codecs)?;
+        // What the app publishes is encoded by the codec of the destination topic.
+        let mut output_codecs = HashMap::new();
+        for topic in config.topics.keys() {
+            if let Some(c) = config.codec(topic).and_then(|name| codecs.get(name)) {
+                output_codecs.insert(topic.clone(), c.clone());
+            }
+        }
+        for t in table.topics() {
+            if let Some(c) = &t.codec {
+                output_codecs
+                    .entry(t.topic.to_string())
+                    .or_insert(c.clone());
+            }
+        }
         for h in &self.handlers {
             if let Some(state) = h.handler.missing_state(&self.states) {
                 return Err(Error::MissingState {
@@ -112,6 +161,7 @@ impl Builder {
             middleware: self.middleware,
             stats: Stats::default(),
             unknown_seen: Default::default(),
+            output_codecs,
         }))
     }
 

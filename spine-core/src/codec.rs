@@ -1,12 +1,161 @@
-//! Payload codecs: how consumed bytes become the handler's payload type.
-//! JSON is the built-in codec; a missing payload (a tombstone) decodes as JSON
-//! `null`, so `Option<T>` payloads see deletions as `None`.
+//! Payload codecs: how consumed bytes become the handler's payload type, and
+//! how outgoing values become bytes.
+//!
+//! JSON is built in; a missing payload (a tombstone) decodes as JSON `null`,
+//! so `Option<T>` payloads see deletions as `None`. Other formats plug in
+//! through [`PayloadCodec`] (`spine-avro` implements Avro with a schema
+//! registry). A codec's hot-path methods are synchronous and use only cached
+//! state; when they answer [`CodecError::NotReady`], the message takes the
+//! slow path, which awaits [`PayloadCodec::prepare`] (fetching a schema) and
+//! tries again.
 
+use std::any::Any;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
-use crate::error::Failure;
+use crate::error::{Failure, FailureKind};
 use crate::handler::decode_failure;
 use crate::record::Record;
+
+/// A payload decoded by a codec (for Avro, an `apache_avro::types::Value`
+/// resolved to the handler's schema).
+pub trait Decoded: Send + Sync {
+    /// The decoded value, for the handler's [`ValueDecoder`].
+    fn value(&self) -> &(dyn Any + Send + Sync);
+}
+
+/// Turns a codec's decoded value into a handler's payload type (boxed).
+/// `#[on]` generates one per handler, for its payload type.
+pub type ValueDecoder = fn(&(dyn Any + Send + Sync)) -> Result<Box<dyn Any + Send>, String>;
+
+/// A handler's reader schema, compiled by a codec at startup.
+pub type Reader = Arc<dyn Any + Send + Sync>;
+
+/// Why a codec could not do its work.
+#[derive(Debug, Clone)]
+pub enum CodecError {
+    /// Something must be fetched first ([`PayloadCodec::prepare`]).
+    NotReady,
+    /// It failed.
+    Failed {
+        /// Stable code, e.g. `avro.schema_not_found`.
+        code: &'static str,
+        /// What went wrong.
+        message: String,
+        /// Whether it may pass (registry down): retried, never dead-lettered.
+        transient: bool,
+        /// Extra dead-letter headers.
+        headers: Vec<(String, String)>,
+    },
+}
+
+impl CodecError {
+    /// Whether waiting and trying again could help.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            CodecError::Failed {
+                transient: true,
+                ..
+            }
+        )
+    }
+
+    pub(crate) fn into_failure(self, kind: FailureKind) -> Failure {
+        match self {
+            CodecError::NotReady => Failure::new(kind, "codec not ready"),
+            CodecError::Failed {
+                code,
+                message,
+                headers,
+                ..
+            } => Failure {
+                code: Some(code),
+                headers,
+                ..Failure::new(kind, message)
+            },
+        }
+    }
+}
+
+/// A payload format other than JSON. See the module docs for the contract.
+pub trait PayloadCodec: Send + Sync + 'static {
+    /// The name topics use in `codec = "..."`.
+    fn name(&self) -> &'static str;
+
+    /// Compiles a handler's reader schema (`None`: its type declares none).
+    /// Called once per handler at startup; an error fails startup.
+    fn reader(&self, schema: Option<&str>) -> Result<Reader, String>;
+
+    /// Decodes a payload for `reader`, from cached state only.
+    fn decode(
+        &self,
+        payload: Option<&[u8]>,
+        reader: &Reader,
+    ) -> Result<Box<dyn Decoded>, CodecError>;
+
+    /// The record name inside the payload, for the `record` event source.
+    fn record_name(&self, payload: Option<&[u8]>) -> Result<String, CodecError>;
+
+    /// Fetches what decoding `payload` needs.
+    fn prepare<'a>(&'a self, payload: Option<&'a [u8]>) -> BoxFuture<'a, Result<(), CodecError>>;
+
+    /// Encodes a value for `topic`, from cached state only. `schema` is the
+    /// value type's own schema, when the caller knows it.
+    fn encode(
+        &self,
+        topic: &str,
+        value: &dyn erased_serde::Serialize,
+        schema: Option<&str>,
+    ) -> Result<Vec<u8>, CodecError>;
+
+    /// Whether [`PayloadCodec::encode`] for `topic` has what it needs cached.
+    fn encoder_ready(&self, topic: &str, schema: Option<&str>) -> bool;
+
+    /// Fetches (or registers) what encoding for `topic` needs.
+    fn prepare_encode<'a>(
+        &'a self,
+        topic: &'a str,
+        schema: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), CodecError>>;
+
+    /// The `content-type` header of what it encodes.
+    fn content_type(&self) -> &'static str;
+}
+
+/// Builds a codec from the app's configuration.
+pub type CodecFactory =
+    Arc<dyn Fn(&crate::Config) -> Result<Arc<dyn PayloadCodec>, crate::Error> + Send + Sync>;
+
+/// Takes the payload a [`ValueDecoder`] produced for `T`.
+pub(crate) fn from_decoded<T: 'static>(boxed: Box<dyn Any + Send>) -> Result<T, Failure> {
+    boxed.downcast::<T>().map(|b| *b).map_err(|_| {
+        decode_failure(
+            std::any::type_name::<T>(),
+            "the codec produced a value of another type (a handler descriptor built by hand?)",
+        )
+    })
+}
+
+/// Runs a handler's value decoder on a decoded payload.
+pub(crate) fn convert(
+    decoder: Option<ValueDecoder>,
+    decoded: &dyn Decoded,
+    type_name: &str,
+) -> Result<Box<dyn Any + Send>, Failure> {
+    let Some(decoder) = decoder else {
+        return Err(decode_failure(
+            type_name,
+            "the handler has no decoder for this codec",
+        ));
+    };
+    decoder(decoded.value()).map_err(|e| Failure {
+        code: Some("avro.deserialize"),
+        ..decode_failure(type_name, e)
+    })
+}
 
 /// Decodes the record's payload into `T`.
 pub(crate) fn decode<T: DeserializeOwned>(rec: &Record<'_>) -> Result<T, Failure> {

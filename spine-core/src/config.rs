@@ -76,6 +76,9 @@ pub struct Config {
     /// `event.error.<name>` events for messages that failed for good.
     #[serde(default)]
     pub error_events: ErrorEventsConfig,
+    /// The schema registry, for Avro topics.
+    #[serde(default)]
+    pub schema_registry: SchemaRegistryConfig,
     /// Per-topic overrides, keyed by topic name.
     #[serde(default)]
     pub topics: BTreeMap<String, TopicConfig>,
@@ -211,10 +214,60 @@ impl Default for ErrorEventsConfig {
     }
 }
 
+/// `[schema_registry]`: where Avro schemas live.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaRegistryConfig {
+    /// Base URL, e.g. `http://localhost:8081`. `SPINE_SCHEMA_REGISTRY_URL` overrides it.
+    pub url: Option<String>,
+    /// Basic-auth user name.
+    pub username: Option<String>,
+    /// Basic-auth password.
+    pub password: Option<String>,
+    /// Bearer token (instead of basic auth).
+    pub token: Option<String>,
+    /// Register the schemas of replies and emitted events that the registry
+    /// does not know yet. Off by default: schemas are usually registered by CI.
+    pub auto_register: bool,
+    /// How subjects are named when encoding.
+    pub subject_strategy: SubjectStrategy,
+}
+
+impl fmt::Debug for SchemaRegistryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SchemaRegistryConfig")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("auto_register", &self.auto_register)
+            .field("subject_strategy", &self.subject_strategy)
+            .finish()
+    }
+}
+
+/// Confluent's subject name strategies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectStrategy {
+    /// `<topic>-value` (`TopicNameStrategy`, the default).
+    #[default]
+    Topic,
+    /// `<record full name>` (`RecordNameStrategy`).
+    Record,
+    /// `<topic>-<record full name>` (`TopicRecordNameStrategy`).
+    TopicRecord,
+}
+
 /// `[topics.<name>]`: overrides for one topic.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicConfig {
+    /// The payload format: `"json"` (default) or `"avro"`. Applies to what is
+    /// consumed from and published to the topic.
+    pub codec: Option<String>,
+    /// Subject naming for this topic, overriding `[schema_registry]`.
+    pub subject_strategy: Option<SubjectStrategy>,
     /// Where this topic's event names come from.
     pub event: Option<EventSource>,
     /// What happens to this topic's unmatched messages.
@@ -232,6 +285,8 @@ pub enum EventSource {
     Key,
     /// A top-level string field of a JSON payload.
     Field(String),
+    /// The full name of the payload's Avro record (one topic, several record types).
+    Record,
 }
 
 impl Default for EventSource {
@@ -252,10 +307,11 @@ impl FromStr for EventSource {
         };
         match s.split_once(':') {
             None if s == "key" => Ok(EventSource::Key),
+            None if s == "record" => Ok(EventSource::Record),
             Some(("header", rest)) => non_empty(rest, "header").map(EventSource::Header),
             Some(("field", rest)) => non_empty(rest, "field").map(EventSource::Field),
             _ => Err(format!(
-                "unknown event source `{s}`; expected `header:<name>`, `key` or `field:<name>`"
+                "unknown event source `{s}`; expected `header:<name>`, `key`, `field:<name>` or `record`"
             )),
         }
     }
@@ -267,6 +323,7 @@ impl fmt::Display for EventSource {
             EventSource::Header(h) => write!(f, "header:{h}"),
             EventSource::Key => f.write_str("key"),
             EventSource::Field(n) => write!(f, "field:{n}"),
+            EventSource::Record => f.write_str("record"),
         }
     }
 }
@@ -361,6 +418,9 @@ impl Config {
         if let Ok(group) = std::env::var("SPINE_GROUP_ID") {
             self.app.group = Some(group);
         }
+        if let Ok(url) = std::env::var("SPINE_SCHEMA_REGISTRY_URL") {
+            self.schema_registry.url = Some(url);
+        }
     }
 
     /// Checks the values that types alone do not.
@@ -400,6 +460,14 @@ impl Config {
         for (topic, t) in &self.topics {
             if let Some(dlq) = &t.dead_letter_topic {
                 check_topic_pattern(&format!("topics.{topic}.dead_letter_topic"), dlq)?;
+            }
+            if let Some(codec) = &t.codec {
+                if !matches!(codec.as_str(), "json" | "avro") {
+                    return Err(Error::config(
+                        format!("topics.{topic}.codec"),
+                        format!("unknown codec `{codec}`; expected \"json\" or \"avro\""),
+                    ));
+                }
             }
         }
         for key in ["enable.auto.commit", "enable.auto.offset.store"] {
@@ -460,6 +528,22 @@ impl Config {
             .and_then(|t| t.dead_letter_topic.as_deref())
             .unwrap_or(&self.dead_letter.topic);
         pattern.replace("{topic}", topic)
+    }
+
+    /// The codec named for `topic`, if not JSON.
+    pub fn codec(&self, topic: &str) -> Option<&str> {
+        self.topics
+            .get(topic)
+            .and_then(|t| t.codec.as_deref())
+            .filter(|c| *c != "json")
+    }
+
+    /// The subject naming strategy of `topic`.
+    pub fn subject_strategy(&self, topic: &str) -> SubjectStrategy {
+        self.topics
+            .get(topic)
+            .and_then(|t| t.subject_strategy)
+            .unwrap_or(self.schema_registry.subject_strategy)
     }
 
     /// The error-event topic for messages from `topic`.

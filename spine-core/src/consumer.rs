@@ -28,8 +28,9 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tracing::Instrument;
 
 use crate::app::Shutdown;
+use crate::codec::CodecError;
 use crate::dispatch::{message_span, MessageOutcome, Resume, Shared};
-use crate::error::{Error, Failure};
+use crate::error::{Error, Failure, FailureKind};
 use crate::extract::Scope;
 use crate::lanes::{LaneId, Lanes};
 use crate::metrics as m;
@@ -417,21 +418,26 @@ impl Loop<'_> {
         let topic = shared.table.topic(topic_idx);
         let rec = Record::borrowed(msg, &topic.topic);
         topic.metrics.consumed.increment(1);
+        // Routing by Avro record name needs the writer schema; when it is not
+        // cached yet, the slow path fetches it and routes.
+        let ready = topic.event_ready(&rec);
         // Read the event name only if routing depends on it: for librdkafka,
         // the first header access parses and allocates every header.
-        let event = if topic.needs_event() {
+        let event = if ready && topic.needs_event() {
             topic.event_name(&rec)
         } else {
             None
         };
-        let Some(route) = topic.route(event.as_deref()) else {
+        let route = topic.route(event.as_deref());
+        if ready && route.is_none() {
             let event = topic.event_or(&rec, event.as_deref()).map(Cow::into_owned);
             let _span = message_span(&rec, topic, event.as_deref(), None).entered();
             shared.before(&rec, topic, event.as_deref(), None);
             let deliveries = shared.finish_unknown(&rec, topic, event.as_deref());
             self.finished_inline(slot, rec.offset, deliveries);
             return;
-        };
+        }
+        let route = route.filter(|_| ready);
         let gen = self.slots[slot].shared.gen;
         // Lanes exist only while something is in flight; when none is, no
         // message waits and the key is not even hashed.
@@ -455,13 +461,50 @@ impl Loop<'_> {
                 return;
             }
         }
-        shared.before(&rec, topic, event.as_deref(), Some(route));
-        let span = message_span(&rec, topic, event.as_deref(), Some(route));
-        let resume = match route.single() {
+        shared.before(&rec, topic, event.as_deref(), route);
+        let span = message_span(&rec, topic, event.as_deref(), route);
+        let resume = match route.and_then(|r| r.single().map(|h| (r, h))) {
             None => Resume::Fresh,
-            Some(h) => {
+            Some((route, h)) => {
                 let _entered = span.enter();
+                // A codec topic decodes first, from cached schemas only.
+                let decoded = match &topic.codec {
+                    None => Ok(None),
+                    Some(c) => match c.decode(rec.payload, &route.readers[0]) {
+                        Ok(d) => match crate::codec::convert(h.value_decoder, &*d, h.payload) {
+                            Ok(payload) => Ok(Some(payload)),
+                            Err(f) => Err(Some(f)),
+                        },
+                        Err(e) if e.is_transient() || matches!(e, CodecError::NotReady) => {
+                            Err(None)
+                        }
+                        Err(e) => Err(Some(e.into_failure(FailureKind::Decode))),
+                    },
+                };
+                let decoded = match decoded {
+                    Ok(d) => d,
+                    Err(None) => {
+                        drop(_entered);
+                        return self.slow_path(
+                            shared,
+                            &rec,
+                            (slot, gen),
+                            topic_idx,
+                            event,
+                            Resume::Fresh,
+                            span,
+                        );
+                    }
+                    Err(Some(f)) => {
+                        shared.failed_attempt(&rec, topic, event.as_deref(), h, &f, 1);
+                        let outcome = MessageOutcome::first(h, Err(f), None);
+                        let deliveries = shared.finish(&rec, topic, event.as_deref(), outcome);
+                        self.finished_inline(slot, rec.offset, deliveries);
+                        return;
+                    }
+                };
                 let mut scope = Scope::new(&rec, topic, event.as_deref(), shared);
+                scope.decoded = decoded;
                 let started = h.handler.start(&mut scope);
                 let emits = scope.emits.take();
                 drop(scope);
@@ -483,6 +526,9 @@ impl Loop<'_> {
                         return;
                     }
                     Inline::Pending(fut) => Resume::Running { fut, emits },
+                    Inline::Done(Ok(replies)) if !shared.replies_ready(&replies) => {
+                        Resume::Finished { replies, emits }
+                    }
                     Inline::Done(Err(f))
                         if shared.failed_attempt(&rec, topic, event.as_deref(), h, &f, 1) =>
                     {
@@ -497,6 +543,22 @@ impl Loop<'_> {
                 }
             }
         };
+        self.slow_path(shared, &rec, (slot, gen), topic_idx, event, resume, span);
+    }
+
+    /// Hands a message to the slow path: detached, in its lane, handled by a
+    /// future the loop polls with the others.
+    #[allow(clippy::too_many_arguments)]
+    fn slow_path(
+        &mut self,
+        shared: &Arc<Shared>,
+        rec: &Record<'_>,
+        (slot, gen): (usize, u64),
+        topic_idx: usize,
+        event: Option<Cow<'_, str>>,
+        resume: Resume,
+        span: tracing::Span,
+    ) {
         self.slots[slot].tracker.started(rec.offset);
         self.started_one();
         let lane = self.lanes.lane_of(slot, rec.key);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use rdkafka::message::OwnedMessage;
 
+use crate::codec::{CodecError, Decoded};
 use crate::config::{Config, UnknownEvent};
 use crate::error::{Failure, FailureKind};
 use crate::extract::{EmitLog, Scope, States};
@@ -32,6 +33,8 @@ pub mod dlq_headers {
     pub const ERROR_KIND: &str = "spine.dlq.error.kind";
     /// The error message.
     pub const ERROR_MESSAGE: &str = "spine.dlq.error.message";
+    /// A finer code from the codec, e.g. `avro.wrong_magic`.
+    pub const ERROR_CODE: &str = "spine.dlq.error.code";
     /// Attempts made.
     pub const ATTEMPTS: &str = "spine.dlq.attempts";
     /// The failing handler, when there was one.
@@ -112,6 +115,9 @@ pub(crate) struct Shared {
     pub(crate) stats: Stats,
     /// Unmatched (topic, event) pairs already warned about.
     pub(crate) unknown_seen: std::sync::Mutex<std::collections::HashSet<(String, Option<String>)>>,
+    /// Codecs of topics the app publishes to that are not JSON.
+    pub(crate) output_codecs:
+        std::collections::HashMap<String, Arc<dyn crate::codec::PayloadCodec>>,
 }
 
 /// How the slow path picks up a message the fast path started.
@@ -125,6 +131,12 @@ pub(crate) enum Resume {
     },
     /// The first attempt failed, was counted, and is to be retried.
     Retry { emits: Option<Arc<EmitLog>> },
+    /// The handler finished, but its replies need a codec to fetch a schema
+    /// before they can be encoded.
+    Finished {
+        replies: Vec<Reply>,
+        emits: Option<Arc<EmitLog>>,
+    },
 }
 
 /// A handler's failure that ends the message.
@@ -146,6 +158,18 @@ impl MessageOutcome {
     fn add_emits(&mut self, emits: Option<Arc<EmitLog>>) {
         if let Some(e) = emits {
             self.emits.extend(e.take());
+        }
+    }
+
+    /// A message that failed before any handler ran.
+    pub(crate) fn failed(handler: Option<&'static str>, failure: Failure) -> Self {
+        MessageOutcome {
+            failures: vec![HandlerFailure {
+                handler,
+                failure,
+                attempts: 1,
+            }],
+            ..MessageOutcome::default()
         }
     }
 
@@ -259,6 +283,25 @@ impl Shared {
     ) -> Vec<Delivery> {
         let rec = Record::owned(&msg);
         let topic = self.table.topic(topic_idx);
+        if let Resume::Finished { replies, emits } = resume {
+            let mut out = MessageOutcome::default();
+            out.add_emits(emits);
+            out.replies = replies;
+            let event = topic.event_or(&rec, event.as_deref());
+            return self
+                .finish_prepared(&rec, topic, event.as_deref(), out)
+                .await;
+        }
+        // A codec topic: fetch the writer schema first. A registry that is
+        // down holds the message here (and, through max_in_flight, the
+        // fetching) until it answers; a definite answer goes on as usual.
+        let prepared = match &topic.codec {
+            Some(codec) => {
+                self.wait_for_codec(rec.topic, || codec.prepare(rec.payload))
+                    .await
+            }
+            None => Ok(()),
+        };
         // Off the hot path: read the event name even if routing did not need it,
         // for logs, dead letters and middleware.
         let event = match event {
@@ -267,13 +310,56 @@ impl Shared {
         };
         let event = event.as_deref();
         let Some(route) = topic.route(event) else {
-            return self.finish_unknown(&rec, topic, event);
+            return match prepared {
+                // The payload is not even readable: that, not the missing
+                // handler, is what the dead letter should say.
+                Err(e) => {
+                    let out = MessageOutcome::failed(None, e.into_failure(FailureKind::Decode));
+                    self.finish(&rec, topic, event, out)
+                }
+                Ok(()) => self.finish_unknown(&rec, topic, event),
+            };
         };
         let mut out = MessageOutcome::default();
         let mut resume = Some(resume);
+        // One decoded payload per reader schema, shared by fan-out handlers.
+        let mut decoded: Vec<(usize, Box<dyn Decoded>)> = Vec::new();
         for (i, h) in route.handlers.iter().enumerate() {
             let mut attempt = 1;
             let mut first = if i == 0 { resume.take() } else { None };
+            if let Some(codec) = &topic.codec {
+                let reader = &route.readers[i];
+                let key = Arc::as_ptr(reader) as *const () as usize;
+                if !decoded.iter().any(|(k, _)| *k == key) {
+                    let result = match &prepared {
+                        Ok(()) => codec.decode(rec.payload, reader),
+                        Err(e) => Err(e.clone()),
+                    };
+                    match result {
+                        Ok(d) => decoded.push((key, d)),
+                        Err(e) => {
+                            let failure = e.into_failure(FailureKind::Decode);
+                            self.failed_attempt(&rec, topic, event, h, &failure, 1);
+                            out.failures.push(HandlerFailure {
+                                handler: Some(h.name),
+                                failure,
+                                attempts: 1,
+                            });
+                            continue;
+                        }
+                    }
+                }
+            }
+            let payload = decoded
+                .iter()
+                .find(|(k, _)| {
+                    route
+                        .readers
+                        .get(i)
+                        .map(|r| Arc::as_ptr(r) as *const () as usize)
+                        == Some(*k)
+                })
+                .map(|(_, d)| &**d);
             loop {
                 let (result, emits) = match first.take() {
                     Some(Resume::Running { fut, emits }) => {
@@ -286,9 +372,19 @@ impl Shared {
                         attempt += 1;
                         continue;
                     }
+                    Some(Resume::Finished { .. }) => unreachable!("handled above"),
                     Some(Resume::Fresh) | None => {
                         let mut scope = Scope::new(&rec, topic, event, &self);
-                        let started = h.handler.start(&mut scope);
+                        let converted = match payload {
+                            Some(d) => {
+                                crate::codec::convert(h.value_decoder, d, h.payload).map(Some)
+                            }
+                            None => Ok(None),
+                        };
+                        let started = converted.and_then(|c| {
+                            scope.decoded = c;
+                            h.handler.start(&mut scope)
+                        });
                         let emits = scope.emits.take();
                         drop(scope);
                         match started {
@@ -319,7 +415,98 @@ impl Shared {
                 }
             }
         }
-        self.finish(&rec, topic, event, out)
+        self.finish_prepared(&rec, topic, event, out).await
+    }
+
+    /// Retries `attempt` while the codec's source (the registry) is down.
+    /// Returns its definite answer.
+    pub(crate) async fn wait_for_codec<'a, F, Fut>(
+        &self,
+        topic: &str,
+        mut attempt: F,
+    ) -> Result<(), CodecError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), CodecError>> + 'a,
+    {
+        let mut delay = std::time::Duration::from_millis(100);
+        loop {
+            match attempt().await {
+                Ok(()) => return Ok(()),
+                Err(
+                    e @ CodecError::Failed {
+                        transient: false, ..
+                    },
+                ) => return Err(e),
+                Err(e) => {
+                    metrics::counter!(m::CODEC_WAITS, "topic" => topic.to_owned()).increment(1);
+                    tracing::warn!(
+                        topic,
+                        error = ?e,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "codec not ready (schema registry unreachable?); holding the message"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Whether every reply can be encoded from cached state.
+    pub(crate) fn replies_ready(&self, replies: &[Reply]) -> bool {
+        replies
+            .iter()
+            .all(|r| match self.output_codecs.get(&r.topic) {
+                None => true,
+                Some(c) => c.encoder_ready(&r.topic, r.schema.as_deref()),
+            })
+    }
+
+    /// Fetches what encoding the replies needs, then ends the message.
+    async fn finish_prepared(
+        &self,
+        rec: &Record<'_>,
+        topic: &TopicRoutes,
+        event: Option<&str>,
+        mut out: MessageOutcome,
+    ) -> Vec<Delivery> {
+        let needed: Vec<(String, Option<String>)> = out
+            .replies
+            .iter()
+            .filter(|r| self.output_codecs.contains_key(&r.topic))
+            .map(|r| (r.topic.clone(), r.schema.clone()))
+            .collect();
+        let mut refused: Vec<((String, Option<String>), CodecError)> = Vec::new();
+        for (t, schema) in needed {
+            if let Some(codec) = self.output_codecs.get(&t) {
+                if let Err(e) = self
+                    .wait_for_codec(&t, || codec.prepare_encode(&t, schema.as_deref()))
+                    .await
+                {
+                    refused.push(((t, schema), e));
+                }
+            }
+        }
+        // A reply the codec refused for good becomes the message's failure,
+        // with the codec's reason (schema not registered, ...).
+        if !refused.is_empty() {
+            let replies = std::mem::take(&mut out.replies);
+            for r in replies {
+                match refused
+                    .iter()
+                    .find(|((t, s), _)| *t == r.topic && *s == r.schema)
+                {
+                    Some((_, e)) => out.failures.push(HandlerFailure {
+                        handler: None,
+                        failure: e.clone().into_failure(FailureKind::Encode),
+                        attempts: 1,
+                    }),
+                    None => out.replies.push(r),
+                }
+            }
+        }
+        self.finish(rec, topic, event, out)
     }
 
     /// Counts a message whose handlers all succeeded. Called directly by the
@@ -421,7 +608,7 @@ impl Shared {
         if n_replies > 0 {
             let origin = Origin::of(rec);
             for reply in out.replies.drain(..) {
-                match encode_reply(&self.config.app.name, &origin, reply) {
+                match self.encode_reply(&origin, reply) {
                     Ok(rec) => deliveries.push(self.outbound.enqueue(rec)),
                     Err(failure) => out.failures.push(HandlerFailure {
                         handler: None,
@@ -487,22 +674,71 @@ impl Shared {
     }
 }
 
-fn encode_reply(source: &str, origin: &Origin, reply: Reply) -> Result<OutRecord, Failure> {
-    let payload = reply.body.to_json().map_err(|e| {
-        Failure::new(
-            FailureKind::Encode,
-            format!("cannot encode reply `{}` as JSON: {e}", reply.event),
-        )
-    })?;
-    let mut headers = cloud_event_headers(source, &reply.event, Some(origin));
-    headers.extend(reply.headers);
-    Ok(OutRecord {
-        kind: SentKind::Reply,
-        topic: reply.topic,
-        key: reply.key.or_else(|| origin.key.clone()),
-        payload: Some(payload),
-        headers,
-    })
+impl Shared {
+    /// Encodes a value for `topic` with the topic's codec (JSON by default);
+    /// returns the bytes and the content type.
+    pub(crate) fn encode_for(
+        &self,
+        topic: &str,
+        what: &str,
+        value: &dyn erased_serde::Serialize,
+        json: impl FnOnce() -> Result<Vec<u8>, serde_json::Error>,
+        schema: Option<&str>,
+    ) -> Result<(Vec<u8>, &'static str), Failure> {
+        match self.output_codecs.get(topic) {
+            None => json().map(|b| (b, "application/json")).map_err(|e| {
+                Failure::new(
+                    FailureKind::Encode,
+                    format!("cannot encode {what} as JSON: {e}"),
+                )
+            }),
+            Some(codec) => match codec.encode(topic, value, schema) {
+                Ok(b) => Ok((b, codec.content_type())),
+                Err(CodecError::NotReady) => Err(Failure {
+                    code: Some("codec.not_ready"),
+                    ..Failure::new(
+                        FailureKind::Encode,
+                        format!(
+                            "the `{}` codec of topic `{topic}` has no schema for {what}",
+                            codec.name()
+                        ),
+                    )
+                }),
+                Err(e) => Err(e.into_failure(FailureKind::Encode)),
+            },
+        }
+    }
+
+    fn encode_reply(&self, origin: &Origin, reply: Reply) -> Result<OutRecord, Failure> {
+        let what = format!("reply `{}`", reply.event);
+        let (payload, content_type) = self.encode_for(
+            &reply.topic,
+            &what,
+            reply.body.erased(),
+            || reply.body.to_json(),
+            reply.schema.as_deref(),
+        )?;
+        let mut headers = cloud_event_headers(&self.config.app.name, &reply.event, Some(origin));
+        set_content_type(&mut headers, content_type);
+        headers.extend(reply.headers);
+        Ok(OutRecord {
+            kind: SentKind::Reply,
+            topic: reply.topic,
+            key: reply.key.or_else(|| origin.key.clone()),
+            payload: Some(payload),
+            headers,
+        })
+    }
+}
+
+/// Replaces the `content-type` header.
+pub(crate) fn set_content_type(headers: &mut [(String, Vec<u8>)], content_type: &str) {
+    if let Some(h) = headers
+        .iter_mut()
+        .find(|(k, _)| k == crate::record::CONTENT_TYPE)
+    {
+        h.1 = content_type.as_bytes().to_vec();
+    }
 }
 
 fn dead_letter_record(
@@ -523,6 +759,12 @@ fn dead_letter_record(
         f.failure.message.as_str().into(),
     );
     add(dlq_headers::ATTEMPTS, f.attempts.to_string().into());
+    if let Some(code) = f.failure.code {
+        add(dlq_headers::ERROR_CODE, code.into());
+    }
+    for (k, v) in &f.failure.headers {
+        add(k, v.as_str().into());
+    }
     if let Some(h) = f.handler {
         add(dlq_headers::HANDLER, h.into());
     }

@@ -51,6 +51,16 @@ pub enum Error {
         /// The missing state type.
         state: &'static str,
     },
+    /// A handler's payload schema cannot be used by its topic's codec.
+    #[error("handler `{handler}` at {location}: {reason}")]
+    Schema {
+        /// The handler's function name.
+        handler: &'static str,
+        /// Where it is defined.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The app has nothing to subscribe to.
     #[error(
         "no topics to subscribe to: give handlers a `topic = \"...\"` or list topics in \
@@ -207,6 +217,11 @@ pub struct Failure {
     pub message: String,
     /// Whether the handler asked to skip retries.
     pub fatal: bool,
+    /// A finer code from the codec (`avro.wrong_magic`, ...), carried in the
+    /// `spine.dlq.error.code` header and the `code` metric label.
+    pub code: Option<&'static str>,
+    /// More headers for the dead-letter record (schema fingerprints, field).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Failure {
@@ -215,6 +230,8 @@ impl Failure {
             kind,
             message: message.into(),
             fatal: !kind.is_retryable(),
+            code: None,
+            headers: Vec::new(),
         }
     }
 
@@ -223,6 +240,8 @@ impl Failure {
             kind: FailureKind::Handler,
             fatal: error.is_fatal(),
             message: error.to_string(),
+            code: None,
+            headers: Vec::new(),
         }
     }
 

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::dispatch::Shared;
+use crate::dispatch::{set_content_type, Shared};
+use crate::error::FailureKind;
 use crate::error::HandlerError;
 use crate::outbound::{cloud_event_headers, Delivery, Origin, OutRecord, SentKind};
 use crate::record::Record;
@@ -21,6 +22,9 @@ pub struct Scope<'a> {
     pub(crate) rec: &'a Record<'a>,
     pub(crate) topic: &'a TopicRoutes,
     pub(crate) event: Option<&'a str>,
+    /// The payload as decoded by the topic's codec and converted to the
+    /// handler's type (`None`: JSON, decoded by the handler itself).
+    pub(crate) decoded: Option<Box<dyn Any + Send>>,
     pub(crate) shared: &'a Arc<Shared>,
     pub(crate) emits: Option<Arc<EmitLog>>,
 }
@@ -36,6 +40,7 @@ impl<'a> Scope<'a> {
             rec,
             topic,
             event,
+            decoded: None,
             shared,
             emits: None,
         }
@@ -261,38 +266,54 @@ pub struct Context {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EmitError {
-    /// The payload could not be serialised.
-    #[error("cannot encode the event as JSON: {0}")]
-    Encode(#[from] serde_json::Error),
+    /// The payload could not be encoded for the topic.
+    #[error("{0}")]
+    Encode(String),
 }
 
 impl Context {
-    /// Publishes event `event` to `topic`, keyed like the incoming message.
-    pub fn emit<T: Serialize + ?Sized>(
+    /// Publishes event `event` to `topic`, keyed like the incoming message,
+    /// encoded with the topic's codec (JSON unless the topic is Avro).
+    pub async fn emit<T: Serialize + Sync + ?Sized>(
         &self,
         topic: &str,
         event: &str,
         payload: &T,
     ) -> Result<(), EmitError> {
         let key = self.origin.key.clone();
-        self.emit_with_key(topic, event, key, payload)
+        self.emit_with_key(topic, event, key, payload).await
     }
 
     /// Publishes event `event` to `topic` with the given key.
-    pub fn emit_with_key<T: Serialize + ?Sized>(
+    pub async fn emit_with_key<T: Serialize + Sync + ?Sized>(
         &self,
         topic: &str,
         event: &str,
         key: Option<Vec<u8>>,
         payload: &T,
     ) -> Result<(), EmitError> {
-        let payload = serde_json::to_vec(payload)?;
+        if let Some(codec) = self.shared.output_codecs.get(topic) {
+            // Fetch the subject's schema once; a registry that is down fails
+            // this attempt, which the handler's retry policy retries.
+            codec
+                .prepare_encode(topic, None)
+                .await
+                .map_err(|e| EmitError::Encode(e.into_failure(FailureKind::Encode).message))?;
+        }
+        let what = format!("event `{event}`");
+        let (payload, content_type) = self
+            .shared
+            .encode_for(topic, &what, &payload, || serde_json::to_vec(payload), None)
+            .map_err(|f| EmitError::Encode(f.message))?;
+        let mut headers =
+            cloud_event_headers(&self.shared.config.app.name, event, Some(&self.origin));
+        set_content_type(&mut headers, content_type);
         let rec = OutRecord {
             kind: SentKind::Emit,
             topic: topic.to_owned(),
             key,
             payload: Some(payload),
-            headers: cloud_event_headers(&self.shared.config.app.name, event, Some(&self.origin)),
+            headers,
         };
         let delivery = self.shared.outbound.enqueue(rec);
         self.emits

@@ -102,7 +102,10 @@ where
     Args: 'static,
 {
     fn start(&self, scope: &mut Scope<'_>) -> Result<HandlerFuture, Failure> {
-        let payload = crate::codec::decode::<H::Payload>(scope.rec)?;
+        let payload = match scope.decoded.take() {
+            None => crate::codec::decode::<H::Payload>(scope.rec)?,
+            Some(d) => crate::codec::from_decoded::<H::Payload>(d)?,
+        };
         self.handler
             .call(payload, scope)
             .map_err(Failure::from_handler)
@@ -130,6 +133,12 @@ pub struct HandlerDescriptor {
     pub line: u32,
     /// Whether it may share its (topic, event) key with other fan-out handlers.
     pub fan_out: bool,
+    /// The codec it declares (`codec = "avro"`), if any.
+    pub codec: Option<&'static str>,
+    /// The Avro schema of its payload type, when the type derives `AvroSchema`.
+    pub reader_schema: Option<String>,
+    /// Converts a codec's decoded value into the payload type.
+    pub value_decoder: Option<crate::codec::ValueDecoder>,
     pub(crate) handler: Arc<dyn ErasedHandler>,
 }
 
@@ -157,6 +166,7 @@ pub struct HandlerInfo {
     pub file: &'static str,
     pub line: u32,
     pub fan_out: bool,
+    pub codec: Option<&'static str>,
 }
 
 impl HandlerDescriptor {
@@ -175,11 +185,30 @@ impl HandlerDescriptor {
             file: info.file,
             line: info.line,
             fan_out: info.fan_out,
+            codec: info.codec,
+            reader_schema: None,
+            value_decoder: None,
             handler: Arc::new(Erased {
                 handler,
                 _args: PhantomData,
             }),
         }
+    }
+
+    /// Attaches the payload type's Avro schema (written by `#[on]`).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_reader_schema(mut self, schema: Option<String>) -> Self {
+        self.reader_schema = schema;
+        self
+    }
+
+    /// Attaches the converter from a codec's decoded value (written by `#[on]`).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_value_decoder(mut self, decoder: crate::codec::ValueDecoder) -> Self {
+        self.value_decoder = Some(decoder);
+        self
     }
 
     /// `file:line` of the handler.

@@ -8,7 +8,7 @@
 #![warn(missing_docs)]
 
 mod app;
-mod codec;
+pub mod codec;
 pub mod config;
 mod consumer;
 pub mod dev;

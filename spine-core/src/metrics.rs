@@ -27,6 +27,8 @@ pub const CONSUMER_ERRORS: &str = "spine_consumer_errors_total";
 /// Messages librdkafka delivered again within one assignment (after a
 /// pause); dropped, since the first copy is handled.
 pub const REFETCHED: &str = "spine_messages_refetched_total";
+/// Times a message waited for its codec (the schema registry being unreachable). Labels: `topic`.
+pub const CODEC_WAITS: &str = "spine_codec_waits_total";
 /// Offset commits that failed. They are retried at the next interval.
 pub const COMMIT_ERRORS: &str = "spine_commit_errors_total";
 /// Times fetching was paused because `max_in_flight` was reached.

@@ -26,6 +26,8 @@ pub struct Reply {
     pub(crate) key: Option<Vec<u8>>,
     pub(crate) headers: Vec<(String, Vec<u8>)>,
     pub(crate) body: Box<dyn Body>,
+    /// The payload type's own schema (Avro), when the caller supplied it.
+    pub(crate) schema: Option<String>,
 }
 
 impl Reply {
@@ -41,7 +43,17 @@ impl Reply {
             key: None,
             headers: Vec::new(),
             body: Box::new(payload),
+            schema: None,
         }
+    }
+
+    /// Attaches the payload's schema (as JSON text), for codecs that need it:
+    /// Avro's record-name subject strategies and `auto_register`.
+    /// `spine::avro::reply` does this from the type's `AvroSchema`.
+    #[must_use]
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Reply {
+        self.schema = Some(schema.into());
+        self
     }
 
     /// Sets the key.
@@ -81,11 +93,15 @@ impl fmt::Debug for Reply {
 /// A payload kept typed until the codec of its topic encodes it.
 pub(crate) trait Body: Send {
     fn to_json(&self) -> Result<Vec<u8>, serde_json::Error>;
+    fn erased(&self) -> &dyn erased_serde::Serialize;
 }
 
 impl<T: Serialize + Send> Body for T {
     fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         serde_json::to_vec(self)
+    }
+    fn erased(&self) -> &dyn erased_serde::Serialize {
+        self
     }
 }
 

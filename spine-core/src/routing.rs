@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::codec::json_field;
+use crate::codec::{json_field, CodecError, PayloadCodec, Reader};
 use crate::config::{Config, EventSource, UnknownEvent};
 use crate::error::Error;
 use crate::handler::HandlerDescriptor;
@@ -22,6 +22,10 @@ type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 #[derive(Clone)]
 pub(crate) struct Route {
     pub(crate) handlers: Arc<[HandlerDescriptor]>,
+    /// Each handler's reader, compiled by the topic's codec (empty for JSON).
+    /// Handlers whose types share a schema share a reader, so a message is
+    /// decoded once for all of them.
+    pub(crate) readers: Arc<[Reader]>,
 }
 
 impl Route {
@@ -51,9 +55,22 @@ pub(crate) struct TopicRoutes {
     pub(crate) dead_letter_topic: String,
     pub(crate) error_topic: String,
     pub(crate) metrics: TopicMetrics,
+    /// The payload codec, when the topic is not JSON.
+    pub(crate) codec: Option<Arc<dyn PayloadCodec>>,
 }
 
 impl TopicRoutes {
+    /// Whether the event name can be read without fetching anything (the
+    /// `record` source needs the writer schema).
+    pub(crate) fn event_ready(&self, rec: &Record<'_>) -> bool {
+        match (&self.source, &self.codec) {
+            (EventSource::Record, Some(c)) => {
+                !matches!(c.record_name(rec.payload), Err(CodecError::NotReady))
+            }
+            _ => true,
+        }
+    }
+
     /// The message's event name, from this topic's event source.
     pub(crate) fn event_name<'a>(&self, rec: &Record<'a>) -> Option<Cow<'a, str>> {
         match &self.source {
@@ -63,6 +80,11 @@ impl TopicRoutes {
                 .and_then(|k| std::str::from_utf8(k).ok())
                 .map(Cow::Borrowed),
             EventSource::Field(name) => rec.payload.and_then(|p| json_field(p, name)),
+            EventSource::Record => self
+                .codec
+                .as_ref()
+                .and_then(|c| c.record_name(rec.payload).ok())
+                .map(Cow::Owned),
         }
     }
 
@@ -111,7 +133,11 @@ fn describe_key((topic, event): Key) -> String {
 }
 
 impl DispatchTable {
-    pub(crate) fn build(handlers: &[HandlerDescriptor], config: &Config) -> Result<Self, Error> {
+    pub(crate) fn build(
+        handlers: &[HandlerDescriptor],
+        config: &Config,
+        codecs: &HashMap<String, Arc<dyn PayloadCodec>>,
+    ) -> Result<Self, Error> {
         let mut groups: BTreeMap<Key, Vec<HandlerDescriptor>> = BTreeMap::new();
         for h in handlers {
             groups
@@ -139,8 +165,36 @@ impl DispatchTable {
                 });
             }
         }
-        let route = |g: &Vec<HandlerDescriptor>| Route {
-            handlers: g.clone().into(),
+        let route = |g: &Vec<HandlerDescriptor>, codec: &Option<Arc<dyn PayloadCodec>>| {
+            let readers = match codec {
+                None => Vec::new(),
+                Some(c) => g
+                    .iter()
+                    .map(|h| {
+                        if h.value_decoder.is_none() {
+                            return Err(Error::Schema {
+                                handler: h.name,
+                                location: h.location(),
+                                reason: format!(
+                                    "topic uses the `{}` codec, but the handler has no value decoder; \
+                                     declare it with #[on]",
+                                    c.name()
+                                ),
+                            });
+                        }
+                        c.reader(h.reader_schema.as_deref())
+                            .map_err(|reason| Error::Schema {
+                                handler: h.name,
+                                location: h.location(),
+                                reason,
+                            })
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            Ok::<_, Error>(Route {
+                handlers: g.clone().into(),
+                readers: readers.into(),
+            })
         };
 
         let mut topics: BTreeSet<String> = config.app.topics.iter().cloned().collect();
@@ -154,16 +208,24 @@ impl DispatchTable {
             index: FastMap::default(),
         };
         for topic in topics {
+            let codec = topic_codec(&topic, handlers, config, codecs)?;
+            let source = config.event_source(&topic).clone();
+            if source == EventSource::Record && codec.is_none() {
+                return Err(Error::config(
+                    format!("topics.{topic}.event"),
+                    "the `record` event source needs an Avro topic: add `codec = \"avro\"`",
+                ));
+            }
             let mut by_event = FastMap::default();
             for ((t, e), g) in &groups {
                 if let (None, Some(e)) = (t, e) {
-                    by_event.insert(Box::<str>::from(*e), route(g));
+                    by_event.insert(Box::<str>::from(*e), route(g, &codec)?);
                 }
             }
             for ((t, e), g) in &groups {
                 if let (Some(t), Some(e)) = (t, e) {
                     if *t == topic {
-                        by_event.insert(Box::<str>::from(*e), route(g));
+                        by_event.insert(Box::<str>::from(*e), route(g, &codec)?);
                     }
                 }
             }
@@ -171,12 +233,16 @@ impl DispatchTable {
                 .iter()
                 .find(|((t, e), _)| *t == Some(topic.as_str()) && e.is_none())
                 .map(|(_, g)| g);
-            let any = topic_wide.or_else(|| groups.get(&(None, None))).map(route);
+            let any = match topic_wide.or_else(|| groups.get(&(None, None))) {
+                Some(g) => Some(route(g, &codec)?),
+                None => None,
+            };
             table
                 .index
                 .insert(topic.as_str().into(), table.topics.len());
             table.topics.push(TopicRoutes {
-                source: config.event_source(&topic).clone(),
+                codec,
+                source,
                 unknown: config.unknown_event(&topic),
                 dead_letter_topic: config.dead_letter_topic(&topic),
                 error_topic: config.error_event_topic(&topic),
@@ -191,6 +257,10 @@ impl DispatchTable {
 
     pub(crate) fn topic_index(&self, topic: &str) -> Option<usize> {
         self.index.get(topic).copied()
+    }
+
+    pub(crate) fn topics(&self) -> &[TopicRoutes] {
+        &self.topics
     }
 
     pub(crate) fn topic(&self, idx: usize) -> &TopicRoutes {
@@ -217,4 +287,42 @@ impl DispatchTable {
         }
         rows
     }
+}
+
+/// The codec of a subscribed topic: from `[topics.<name>] codec`, or from a
+/// handler of that topic declaring `codec = "..."`; both must agree.
+fn topic_codec(
+    topic: &str,
+    handlers: &[HandlerDescriptor],
+    config: &Config,
+    codecs: &HashMap<String, Arc<dyn PayloadCodec>>,
+) -> Result<Option<Arc<dyn PayloadCodec>>, Error> {
+    let from_handler = handlers
+        .iter()
+        .find(|h| h.topic == Some(topic) && h.codec.is_some_and(|c| c != "json"));
+    let name = match (config.codec(topic), from_handler) {
+        (Some(c), Some(h)) if Some(c) != h.codec => {
+            return Err(Error::config(
+                format!("topics.{topic}.codec"),
+                format!(
+                    "says `{c}`, but handler `{}` at {} declares codec = \"{}\"",
+                    h.name,
+                    h.location(),
+                    h.codec.unwrap_or_default()
+                ),
+            ))
+        }
+        (Some(c), _) => c,
+        (None, Some(h)) => h.codec.unwrap_or_default(),
+        (None, None) => return Ok(None),
+    };
+    codecs.get(name).cloned().map(Some).ok_or_else(|| {
+        Error::config(
+            format!("topics.{topic}.codec"),
+            format!(
+                "no `{name}` codec is installed; depend on the `spine` crate (which installs Avro) \
+                 or add one with Builder::codec"
+            ),
+        )
+    })
 }

@@ -20,6 +20,8 @@ pub(crate) fn expand(func: &ItemFn, args: &OnArgs, sig: &HandlerSig) -> TokenStr
     };
     let topic = opt(&args.topic);
     let event = opt(&args.event);
+    let codec = opt(&args.codec);
+    let is_avro = args.codec.as_ref().is_some_and(|c| c.value() == "avro");
     let fan_out = args.fan_out;
     let payload_ty = &sig.payload;
     let payload_str = type_name(payload_ty);
@@ -32,6 +34,12 @@ pub(crate) fn expand(func: &ItemFn, args: &OnArgs, sig: &HandlerSig) -> TokenStr
     let extractor_checks = sig.extractors.iter().map(|ty| {
         quote_spanned! {ty.span()=>
             ::spine::__private::assert::extractor::<#ty>();
+        }
+    });
+    // `codec = "avro"`: the payload type must carry its Avro schema.
+    let avro_check = is_avro.then(|| {
+        quote_spanned! {payload_ty.span()=>
+            ::spine::__private::assert::avro::<#payload_ty>();
         }
     });
     let return_check = sig.output.as_ref().map(|ty| {
@@ -59,6 +67,7 @@ pub(crate) fn expand(func: &ItemFn, args: &OnArgs, sig: &HandlerSig) -> TokenStr
                 #payload_check
                 #(#extractor_checks)*
                 #return_check
+                #avro_check
                 #new_descriptor(
                     #name,
                     ::spine::__private::HandlerInfo {
@@ -68,8 +77,17 @@ pub(crate) fn expand(func: &ItemFn, args: &OnArgs, sig: &HandlerSig) -> TokenStr
                         payload: #payload_str,
                         #location
                         fan_out: #fan_out,
+                        codec: #codec,
                     },
                 )
+                // The payload type's Avro schema, if it has one (autoref
+                // specialization: the first impl applies only to `AvroSchema` types).
+                .with_value_decoder(::spine::__private::avro_value::<#payload_ty>)
+                .with_reader_schema({
+                    #[allow(unused_imports)]
+                    use ::spine::__private::probe::{AvroReader as _, NoReader as _};
+                    (&&::spine::__private::probe::Probe::<#payload_ty>::new()).reader_schema()
+                })
             }
         }
     }

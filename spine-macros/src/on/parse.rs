@@ -9,6 +9,7 @@ use syn::{Expr, ExprLit, Lit, LitStr, Meta, Token};
 pub(crate) struct OnArgs {
     pub(crate) event: Option<LitStr>,
     pub(crate) topic: Option<LitStr>,
+    pub(crate) codec: Option<LitStr>,
     pub(crate) fan_out: bool,
 }
 
@@ -17,6 +18,7 @@ pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<OnArgs> {
     let mut args = OnArgs {
         event: None,
         topic: None,
+        codec: None,
         fan_out: false,
     };
     let mut seen_fan_out = false;
@@ -29,11 +31,11 @@ pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<OnArgs> {
         let key = meta.path();
         let name = key.get_ident().map(ToString::to_string).unwrap_or_default();
         match name.as_str() {
-            "event" | "topic" => {
-                let slot = if name == "event" {
-                    &mut args.event
-                } else {
-                    &mut args.topic
+            "event" | "topic" | "codec" => {
+                let slot = match name.as_str() {
+                    "event" => &mut args.event,
+                    "topic" => &mut args.topic,
+                    _ => &mut args.codec,
                 };
                 if slot.is_some() {
                     push(syn::Error::new_spanned(
@@ -43,6 +45,12 @@ pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<OnArgs> {
                     continue;
                 }
                 match string_value(&meta, &name) {
+                    Ok(lit) if name == "codec" && !matches!(lit.value().as_str(), "json" | "avro") => {
+                        push(syn::Error::new_spanned(
+                            &lit,
+                            "unknown codec; write `codec = \"avro\"` or `codec = \"json\"`",
+                        ))
+                    }
                     Ok(lit) => *slot = Some(lit),
                     Err(e) => push(e),
                 }
@@ -66,7 +74,7 @@ pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<OnArgs> {
             }
             _ => push(syn::Error::new_spanned(
                 key,
-                "unknown key in #[on(...)]; expected `event = \"...\"`, `topic = \"...\"` or `fan_out`",
+                "unknown key in #[on(...)]; expected `event = \"...\"`, `topic = \"...\"`, `codec = \"avro\"` or `fan_out`",
             )),
         }
     }
@@ -78,10 +86,10 @@ pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<OnArgs> {
 
 /// The string literal of `key = "value"`, which must not be empty.
 fn string_value(meta: &Meta, name: &str) -> syn::Result<LitStr> {
-    let example = if name == "event" {
-        "event = \"order.placed\""
-    } else {
-        "topic = \"orders\""
+    let example = match name {
+        "event" => "event = \"order.placed\"",
+        "topic" => "topic = \"orders\"",
+        _ => "codec = \"avro\"",
     };
     let Meta::NameValue(nv) = meta else {
         return Err(syn::Error::new_spanned(
@@ -99,10 +107,10 @@ fn string_value(meta: &Meta, name: &str) -> syn::Result<LitStr> {
         ));
     };
     if lit.value().trim().is_empty() {
-        let hint = if name == "event" {
-            "the event name is empty; write it, e.g. `event = \"order.placed\"`, or leave `event` out to take every event of the topic"
-        } else {
-            "the topic name is empty; write it, e.g. `topic = \"orders\"`, or leave `topic` out to listen on every subscribed topic"
+        let hint = match name {
+            "event" => "the event name is empty; write it, e.g. `event = \"order.placed\"`, or leave `event` out to take every event of the topic",
+            "topic" => "the topic name is empty; write it, e.g. `topic = \"orders\"`, or leave `topic` out to listen on every subscribed topic",
+            _ => "the codec is empty; write `codec = \"avro\"` or leave it out",
         };
         return Err(syn::Error::new_spanned(lit, hint));
     }
