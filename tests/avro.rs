@@ -194,7 +194,7 @@ async fn legacy(order: OrderPlacedV2) -> Reply {
         "legacy.out",
         "seen",
         serde_json::json!({
-            "customer": order.customer, "amount": order.amount_cents
+            "id": order.order_id, "customer": order.customer, "amount": order.amount_cents
         }),
     )
 }
@@ -228,7 +228,7 @@ async fn writer_schemas_resolve_to_the_reader_type() {
     let seen: serde_json::Value = out.replies[0].json().unwrap();
     assert_eq!(
         seen,
-        serde_json::json!({"customer": "anonymous", "amount": 7}),
+        serde_json::json!({"id": "o", "customer": "anonymous", "amount": 7}),
         "added field takes its default, removed field is skipped, int is promoted to long"
     );
 }
