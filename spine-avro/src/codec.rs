@@ -480,7 +480,7 @@ fn encode_with<T: serde::Serialize + ?Sized>(
         reason,
     };
     let value = apache_avro::to_value(value).map_err(|e| err(e.to_string()))?;
-    let value = value
+    let value = conform(value, encoder.schema)
         .resolve(encoder.schema)
         .map_err(|e| err(e.to_string()))?;
     let mut out = Vec::with_capacity(64);
@@ -491,6 +491,72 @@ fn encode_with<T: serde::Serialize + ?Sized>(
         .write_value(&mut out, value)
         .map_err(|e| err(e.to_string()))?;
     Ok(out)
+}
+
+/// Adjusts what serde produced to the schema where apache-avro's serializer
+/// and the Avro types disagree: it writes every `u64` as `fixed(8)` (Avro has
+/// no unsigned types), and `serde_json::Value` numbers are `u64` when
+/// positive. Where the schema wants a number, such a value becomes one.
+/// Written by hand because apache-avro has no hook for it.
+fn conform(value: Value, schema: &Schema) -> Value {
+    use apache_avro::schema::Schema as S;
+    let by_field = |entries: Vec<(String, Value)>, rs: &apache_avro::schema::RecordSchema| {
+        entries
+            .into_iter()
+            .map(|(name, v)| {
+                let v = match rs.lookup.get(&name) {
+                    Some(&i) => conform(v, &rs.fields[i].schema),
+                    None => v,
+                };
+                (name, v)
+            })
+            .collect::<Vec<_>>()
+    };
+    match (value, schema) {
+        (Value::Fixed(8, bytes), S::Long | S::Int | S::Float | S::Double) => {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(&bytes);
+            let n = u64::from_le_bytes(le);
+            match schema {
+                S::Int if n <= i32::MAX as u64 => Value::Int(n as i32),
+                S::Float => Value::Float(n as f32),
+                S::Double => Value::Double(n as f64),
+                S::Long if n <= i64::MAX as u64 => Value::Long(n as i64),
+                _ => Value::Fixed(8, bytes),
+            }
+        }
+        (Value::Record(fields), S::Record(rs)) => Value::Record(by_field(fields, rs)),
+        (Value::Map(entries), S::Record(rs)) => Value::Map(
+            by_field(entries.into_iter().collect(), rs)
+                .into_iter()
+                .collect(),
+        ),
+        (Value::Array(items), S::Array(a)) => {
+            Value::Array(items.into_iter().map(|v| conform(v, &a.items)).collect())
+        }
+        (Value::Map(entries), S::Map(m)) => Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k, conform(v, &m.types)))
+                .collect(),
+        ),
+        (Value::Union(i, inner), S::Union(u)) => {
+            let inner = match u.variants().get(i as usize) {
+                Some(s) => conform(*inner, s),
+                None => *inner,
+            };
+            Value::Union(i, Box::new(inner))
+        }
+        (v, S::Union(u)) if !matches!(v, Value::Null) => {
+            // A bare value for a union: conform it to the first branch that is
+            // not null (the `["null", T]` shape of optional fields).
+            match u.variants().iter().find(|s| !matches!(s, S::Null)) {
+                Some(s) => conform(v, s),
+                None => v,
+            }
+        }
+        (v, _) => v,
+    }
 }
 
 impl PayloadCodec for AvroCodec {
