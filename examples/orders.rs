@@ -13,10 +13,11 @@
 //!
 //! Settings come from `spine.toml` (or `$SPINE_CONFIG`) and `SPINE_*`
 //! variables. In demo mode, `ORDERS_DEMO_COUNT` sets the number of orders.
+//! `examples/orders_avro.rs` is the same service with Avro payloads.
 
-use std::time::{Duration, Instant};
+#[path = "common/demo.rs"]
+mod demo;
 
-use spine::dev::MockKafka;
 use spine::prelude::*;
 use spine::{Config, Publisher};
 
@@ -88,64 +89,23 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// No broker configured: run on librdkafka's mock cluster, handle a batch of
 /// sample orders, print a summary and exit.
 async fn demo(mut config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let count: usize = std::env::var("ORDERS_DEMO_COUNT")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(100);
-    let mock = MockKafka::start(1)?;
-    for topic in ["orders", "orders.accepted", "orders.dlq"] {
-        mock.create_topic(topic, 3)?;
-    }
-    config.set_kafka("bootstrap.servers", mock.bootstrap_servers());
-    config.retry.backoff = Duration::from_millis(20);
-    println!(
-        "No SPINE_BOOTSTRAP_SERVERS set: running on an in-process mock Kafka cluster ({}).",
-        mock.bootstrap_servers()
-    );
-
+    let count = demo::count();
+    let _mock = demo::mock_cluster(&mut config)?;
     let app = app(config.clone())?;
-    let stats = app.stats();
-    let stop = app.shutdown_handle();
+    let (stats, stop) = (app.stats(), app.shutdown_handle());
     let running = tokio::spawn(app.run_until(std::future::pending()));
 
     let publisher = Publisher::new(&config)?;
-    let mut negative = 0;
     for i in 0..count {
-        let amount_cents = if i % 10 == 9 { -100 } else { 1_000 + i as i64 };
-        negative += usize::from(amount_cents < 0);
+        let (order_id, customer, amount_cents) = demo::order(i);
         let order = OrderPlaced {
-            order_id: format!("order-{i}"),
-            customer: format!("customer-{}", i % 7),
+            order_id,
+            customer,
             amount_cents,
         };
         publisher
             .publish("orders", "order.placed", Some(&order.order_id), &order)
             .await?;
     }
-    println!("Published {count} orders ({negative} with a negative amount).");
-
-    let started = Instant::now();
-    loop {
-        let s = stats.snapshot();
-        if (s.handled + s.dead_lettered) as usize >= count {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            stop.trigger();
-            return Err(format!(
-                "timed out: only {} of {count} orders were finished",
-                s.handled + s.dead_lettered
-            )
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.trigger();
-    running.await??;
-    let s = stats.snapshot();
-    println!(
-        "Summary: consumed {}, handled {}, replied {}, dead-lettered {} (to orders.dlq), retries {}.",
-        s.consumed, s.handled, s.replied, s.dead_lettered, s.retried
-    );
-    Ok(())
+    demo::finish(count, stats, stop, running).await
 }

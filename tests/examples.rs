@@ -62,6 +62,29 @@ fn demo_mode_runs_on_the_embedded_mock_cluster() {
 }
 
 #[test]
+fn avro_demo_mode_runs_with_the_mock_cluster_and_the_dev_registry() {
+    let out = clean_env(&mut Command::new(example("orders_avro")))
+        .env("ORDERS_DEMO_COUNT", "50")
+        .output()
+        .expect("example runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Dev schema registry at http://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Summary: consumed 50, handled 45, replied 45, dead-lettered 5"),
+        "unexpected summary:\n{stdout}"
+    );
+}
+
+#[test]
 fn middleware_example_counts_every_outcome() {
     let out = clean_env(&mut Command::new(example("middleware")))
         .output()

@@ -415,19 +415,28 @@ impl Publisher {
         payload: &T,
     ) -> Result<(), PublishError> {
         let payload = serde_json::to_vec(payload)?;
-        self.publish_bytes(topic, event, key.map(str::as_bytes), &payload)
-            .await
+        self.publish_bytes(
+            topic,
+            event,
+            key.map(str::as_bytes),
+            &payload,
+            "application/json",
+        )
+        .await
     }
 
-    /// Publishes raw payload bytes as event `event` and waits for the ack.
+    /// Publishes payload bytes already encoded as `content_type` (for example
+    /// Avro in the Confluent wire format, `application/avro`) and waits for the ack.
     pub async fn publish_bytes(
         &self,
         topic: &str,
         event: &str,
         key: Option<&[u8]>,
         payload: &[u8],
+        content_type: &str,
     ) -> Result<(), PublishError> {
-        let headers = cloud_event_headers(&self.source, event, None);
+        let mut headers = cloud_event_headers(&self.source, event, None);
+        crate::dispatch::set_content_type(&mut headers, content_type);
         let mut fr = FutureRecord::<[u8], [u8]>::to(topic)
             .payload(payload)
             .headers(owned_headers(&headers));
