@@ -71,7 +71,7 @@ fn avro_config(mut config: Config) -> Config {
         config
             .topics
             .entry(topic.to_owned())
-            .or_insert_with(TopicConfig::default)
+            .or_default()
             .codec
             .get_or_insert_with(|| "avro".to_owned());
     }
