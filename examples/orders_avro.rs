@@ -22,7 +22,6 @@ mod demo;
 use apache_avro::AvroSchema;
 use spine::avro::registry::DevRegistry;
 use spine::avro::{AvroCodec, RegistryClient};
-use spine::config::TopicConfig;
 use spine::prelude::*;
 use spine::Config;
 
