@@ -91,6 +91,9 @@ async fn spine_side(topic: &str, want: u64, registry: &str) -> Sample {
             ..Default::default()
         },
     );
+    if let Ok(d) = std::env::var("BENCH_RDKAFKA_DEBUG") {
+        config.set_kafka("debug", d).set_kafka("log_level", "7");
+    }
     let codec = Arc::new(AvroCodec::from_config(&config).expect("codec"));
     let shared = codec.clone();
     let progress = Progress::new(want);
@@ -102,9 +105,17 @@ async fn spine_side(topic: &str, want: u64, registry: &str) -> Sample {
         .build()
         .expect("app");
     let p = progress.clone();
+    let stats = app.stats();
+    let watch = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            eprintln!("spine-avro child: {:?}", stats.snapshot());
+        }
+    });
     app.run_until(async move { p.done.notified().await })
         .await
         .expect("spine run");
+    watch.abort();
     Sample {
         registry_calls: codec.client().calls(),
         ..progress.sample()
@@ -117,6 +128,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
     if let Some(side) = arg(&args, "--child") {
+        if std::env::var_os("RUST_LOG").is_some() {
+            spine::init_tracing();
+        }
         let topic = arg(&args, "--topic").expect("--topic");
         let registry = arg(&args, "--registry").expect("--registry");
         let rt = tokio::runtime::Runtime::new().expect("runtime");

@@ -136,6 +136,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
     if let Some(side) = arg(&args, "--child") {
+        if std::env::var_os("RUST_LOG").is_some() {
+            spine::init_tracing();
+        }
         let topic = arg(&args, "--topic").expect("--topic");
         println!("{}", child(&side, &topic, messages).print());
         return;

@@ -268,7 +268,7 @@ async fn graceful_shutdown_finishes_in_flight_work_and_commits_exactly_what_was_
     let topic = unique("shutdown");
     create_topics(&[&topic], 1).await;
     let run = unique("run");
-    produce_steps(&topic, &run, 40, 1).await;
+    produce_steps(&topic, &run, 200, 1).await;
     let group = unique("shutdown");
 
     // First run: stop after a few messages, while others are in flight.
@@ -298,11 +298,11 @@ async fn graceful_shutdown_finishes_in_flight_work_and_commits_exactly_what_was_
         (0..committed_at as u32).collect(),
         "a contiguous prefix was handled"
     );
-    assert!(committed_at < 40, "the test should stop part-way");
+    assert!(committed_at < 200, "the test should stop part-way");
 
     // Second run, same group: picks up where the first stopped, no re-handling.
     let second = std::sync::Arc::new(Recorder::default());
-    let remaining = 40 - committed_at as usize;
+    let remaining = 200 - committed_at as usize;
     run_shared(&topic, &group, Order::None, 8, second.clone(), remaining).await;
     let again: BTreeSet<u32> = second
         .log
@@ -315,5 +315,5 @@ async fn graceful_shutdown_finishes_in_flight_work_and_commits_exactly_what_was_
         handled.is_disjoint(&again),
         "nothing handled twice after a graceful shutdown"
     );
-    assert_eq!(handled.len() + again.len(), 40);
+    assert_eq!(handled.len() + again.len(), 200);
 }

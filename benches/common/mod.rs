@@ -285,6 +285,7 @@ fn run_child(side: &str, topic: &str, messages: u64, extra: &[String]) -> Sample
             &messages.to_string(),
         ])
         .args(extra)
+        .stderr(std::process::Stdio::inherit())
         .output()
         .expect("child runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -666,3 +666,76 @@ pub fn value_decoder<T: serde::de::DeserializeOwned + Send + 'static>(
 pub fn codec_factory(config: &Config) -> Result<Arc<dyn PayloadCodec>, spine_core::Error> {
     Ok(Arc::new(AvroCodec::from_config(config)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec(strategy: SubjectStrategy) -> AvroCodec {
+        let mut options = CodecOptions {
+            subject_strategy: strategy,
+            ..Default::default()
+        };
+        options
+            .topic_strategies
+            .insert("special".into(), SubjectStrategy::Topic);
+        AvroCodec::new(
+            RegistryClient::new("http://127.0.0.1:9", Auth::None).unwrap(),
+            options,
+        )
+    }
+
+    #[test]
+    fn subjects_follow_confluent_naming_strategies() {
+        let schema =
+            Schema::parse_str(r#"{"type":"record","name":"Order","namespace":"shop","fields":[]}"#)
+                .unwrap();
+        let s = Some(&schema);
+        assert_eq!(
+            codec(SubjectStrategy::Topic).subject("orders", s).unwrap(),
+            "orders-value"
+        );
+        assert_eq!(
+            codec(SubjectStrategy::Record).subject("orders", s).unwrap(),
+            "shop.Order"
+        );
+        assert_eq!(
+            codec(SubjectStrategy::TopicRecord)
+                .subject("orders", s)
+                .unwrap(),
+            "orders-shop.Order"
+        );
+        assert_eq!(
+            codec(SubjectStrategy::Record)
+                .subject("special", s)
+                .unwrap(),
+            "special-value",
+            "per-topic override"
+        );
+        let e = codec(SubjectStrategy::Record)
+            .subject("orders", None)
+            .unwrap_err();
+        assert!(e.to_string().contains("spine::avro::reply"), "{e}");
+    }
+
+    #[test]
+    fn unsigned_numbers_become_avro_numbers_where_the_schema_says_so() {
+        let schema = Schema::parse_str(
+            r#"{"type":"record","name":"R","fields":[
+                {"name":"n","type":"long"},{"name":"i","type":"int"},
+                {"name":"o","type":["null","long"]},{"name":"f","type":{"type":"fixed","name":"F","size":8}}]}"#,
+        )
+        .unwrap();
+        let v = apache_avro::to_value(serde_json::json!({"n": 5, "i": 6, "o": 7, "f": 8})).unwrap();
+        let Value::Map(m) = conform(v, &schema) else {
+            panic!("a JSON object stays a map")
+        };
+        assert_eq!(m["n"], Value::Long(5));
+        assert_eq!(m["i"], Value::Int(6));
+        assert_eq!(m["o"], Value::Long(7));
+        assert!(
+            matches!(m["f"], Value::Fixed(8, _)),
+            "a real fixed(8) is left alone"
+        );
+    }
+}

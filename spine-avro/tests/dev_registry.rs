@@ -204,3 +204,29 @@ async fn a_stopped_registry_is_reported_as_transient() {
     let e = c.schema_by_id(1).await.unwrap_err();
     assert!(e.is_transient(), "{e}");
 }
+
+#[tokio::test]
+async fn a_registry_answering_5xx_is_transient_and_404_is_not() {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/schemas/ids/1",
+            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "busy") }),
+        )
+        .route(
+            "/schemas/ids/2",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let c = RegistryClient::new(&url, Default::default()).unwrap();
+    assert!(c.schema_by_id(1).await.unwrap_err().is_transient());
+    assert!(c.schema_by_id(2).await.unwrap_err().is_transient());
+    let e = c.schema_by_id(3).await.unwrap_err();
+    assert!(
+        !e.is_transient() && matches!(e, RegistryError::NotFound { .. }),
+        "{e}"
+    );
+}

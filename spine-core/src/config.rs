@@ -32,8 +32,14 @@
 //! enabled = false
 //! topic = "{topic}.errors"
 //!
+//! [schema_registry]            # for Avro topics
+//! url = "http://localhost:8081" # SPINE_SCHEMA_REGISTRY_URL overrides
+//! auto_register = false        # register unknown reply schemas
+//! subject_strategy = "topic"   # or "record", "topic_record"
+//!
 //! [topics.orders]              # per-topic overrides
-//! event = "key"
+//! event = "key"                # or "record": the Avro record's full name
+//! codec = "avro"               # or "json" (the default)
 //! ```
 //!
 //! Environment overrides: `SPINE_BOOTSTRAP_SERVERS`, `SPINE_GROUP_ID`,

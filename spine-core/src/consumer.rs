@@ -191,8 +191,6 @@ struct Loop<'c> {
     settling: FuturesUnordered<Settling>,
     in_flight: usize,
     max_in_flight: usize,
-    paused: bool,
-    draining: bool,
 }
 
 /// Builds the consumer's librdkafka configuration.
@@ -255,8 +253,6 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> Result<(), E
         settling: FuturesUnordered::new(),
         in_flight: 0,
         max_in_flight,
-        paused: false,
-        draining: false,
     };
     lp.run(shutdown).await;
     consumer.unsubscribe();
@@ -282,11 +278,10 @@ impl Loop<'_> {
                 Some(ticket) = self.settling.next(), if !self.settling.is_empty() => {
                     self.on_settled(ticket);
                 }
-                _ = commit_tick.tick() => {
-                    self.commit(CommitMode::Async, false);
-                    self.maybe_resume();
-                }
-                item = stream.next(), if !self.paused && self.in_flight < self.max_in_flight => {
+                _ = commit_tick.tick() => self.commit(CommitMode::Async, false),
+                // At max_in_flight the loop stops taking messages; librdkafka
+                // then stops fetching once its bounded prefetch queue is full.
+                item = stream.next(), if self.in_flight < self.max_in_flight => {
                     match item {
                         Some(Ok(msg)) => self.on_message(&shared, &msg),
                         Some(Err(e)) => consumer_error(&e),
@@ -295,7 +290,7 @@ impl Loop<'_> {
                     // Take what is already fetched without going round the select.
                     let mut noop = TaskContext::from_waker(Waker::noop());
                     for _ in 0..BATCH {
-                        if self.paused || self.in_flight >= self.max_in_flight {
+                        if self.in_flight >= self.max_in_flight {
                             break;
                         }
                         match stream.poll_next_unpin(&mut noop) {
@@ -318,8 +313,6 @@ impl Loop<'_> {
             in_flight = self.in_flight,
             "shutting down: finishing in-flight messages"
         );
-        self.draining = true;
-        self.set_paused(true);
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         while self.in_flight > 0 {
@@ -651,54 +644,28 @@ impl Loop<'_> {
         }
     }
 
+    /// Backpressure: at `max_in_flight` unfinished messages the loop stops
+    /// taking messages from librdkafka, whose prefetch queue then fills to its
+    /// bound (`queued.max.messages.kbytes`, `queued.min.messages`) and stops
+    /// fetching, so memory stays bounded. Deliberately not librdkafka's
+    /// `pause`/`resume`: resuming discards the prefetched queue and fetches it
+    /// again from the position saved at the pause, and tansu 0.6 answers a
+    /// fetch from inside a record batch with the *next* batch, which loses the
+    /// rest of that batch.
     fn started_one(&mut self) {
         self.in_flight += 1;
-        if self.in_flight >= self.max_in_flight && !self.paused {
+        if self.in_flight == self.max_in_flight {
             metrics::counter!(m::BACKPRESSURE_PAUSES).increment(1);
             self.shared.stats.paused();
             tracing::debug!(
                 in_flight = self.in_flight,
-                "max_in_flight reached; pausing fetch"
+                "max_in_flight reached; taking no more messages until some finish"
             );
-            self.set_paused(true);
         }
     }
 
     fn finished_one(&mut self) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        self.maybe_resume();
-    }
-
-    /// Resumes fetching once in-flight work fell to half the bound. Also
-    /// called on every commit tick, so a failed resume is retried.
-    fn maybe_resume(&mut self) {
-        if self.paused && !self.draining && self.in_flight <= self.max_in_flight / 2 {
-            tracing::debug!(
-                in_flight = self.in_flight,
-                "below half of max_in_flight; resuming fetch"
-            );
-            self.set_paused(false);
-        }
-    }
-
-    /// Pauses or resumes fetching of every assigned partition.
-    fn set_paused(&mut self, pause: bool) {
-        let assignment = match self.consumer.assignment() {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the assignment to pause or resume it");
-                return;
-            }
-        };
-        let result = if pause {
-            self.consumer.pause(&assignment)
-        } else {
-            self.consumer.resume(&assignment)
-        };
-        match result {
-            Ok(()) => self.paused = pause,
-            Err(e) => tracing::warn!(error = %e, pause, "cannot pause or resume partitions"),
-        }
     }
 
     /// Commits the finished offsets that moved since the last commit (all of

@@ -31,7 +31,7 @@ pub const REFETCHED: &str = "spine_messages_refetched_total";
 pub const CODEC_WAITS: &str = "spine_codec_waits_total";
 /// Offset commits that failed. They are retried at the next interval.
 pub const COMMIT_ERRORS: &str = "spine_commit_errors_total";
-/// Times fetching was paused because `max_in_flight` was reached.
+/// Times the loop stopped taking messages because `max_in_flight` was reached.
 pub const BACKPRESSURE_PAUSES: &str = "spine_backpressure_pauses_total";
 
 /// Counter handles for one topic.
