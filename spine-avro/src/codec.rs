@@ -592,6 +592,49 @@ impl PayloadCodec for AvroCodec {
         }
     }
 
+    fn decode_with(
+        &self,
+        payload: Option<&[u8]>,
+        reader: &Reader,
+        sink: &mut dyn FnMut(&(dyn Any + Send + Sync)),
+    ) -> Result<(), CodecError> {
+        // The common case, once warm: the resolving reader of this (writer,
+        // reader) pair is cached; decode under the read lock, no clone, no box.
+        let bytes = payload.unwrap_or_default();
+        let (id, mut body) = wire::split(bytes).map_err(failed)?;
+        let key = (id, Arc::as_ptr(reader) as *const () as usize);
+        let value = {
+            let resolutions = self.resolutions.read();
+            match resolutions.get(&key) {
+                Some(Ok(datum_reader)) => {
+                    Some(datum_reader.read_value(&mut body).map_err(|e| {
+                        failed(AvroError::Corrupt {
+                            schema_id: id,
+                            reason: e.to_string(),
+                        })
+                    })?)
+                }
+                _ => None,
+            }
+        };
+        match value {
+            Some(value) if body.is_empty() => {
+                sink(&value);
+                Ok(())
+            }
+            Some(_) => Err(failed(AvroError::Corrupt {
+                schema_id: id,
+                reason: format!("{} bytes left over after the record", body.len()),
+            })),
+            // Cold, or a known failure: the general path fetches or reports it.
+            None => {
+                let decoded = self.decode(payload, reader)?;
+                sink(decoded.value());
+                Ok(())
+            }
+        }
+    }
+
     fn record_name(&self, payload: Option<&[u8]>) -> Result<String, CodecError> {
         let (id, _) = wire::split(payload.unwrap_or_default()).map_err(failed)?;
         match self.writer(id) {
@@ -650,16 +693,20 @@ impl PayloadCodec for AvroCodec {
     }
 }
 
-/// Converts a decoded Avro value into `T` (what `#[on]` attaches to handlers).
+/// Converts a decoded Avro value into `T`, written into `out` (an
+/// `Option<T>`). What `#[on]` attaches to handlers.
 pub fn value_decoder<T: serde::de::DeserializeOwned + Send + 'static>(
     value: &(dyn Any + Send + Sync),
-) -> Result<Box<dyn Any + Send>, String> {
+    out: &mut dyn Any,
+) -> Result<(), String> {
     let value = value
         .downcast_ref::<Value>()
         .ok_or("the decoded payload is not an Avro value")?;
-    apache_avro::from_value::<T>(value)
-        .map(|t| Box::new(t) as Box<dyn Any + Send>)
-        .map_err(|e| e.to_string())
+    let out = out
+        .downcast_mut::<Option<T>>()
+        .ok_or("the handler's payload slot is of another type")?;
+    *out = Some(apache_avro::from_value::<T>(value).map_err(|e| e.to_string())?);
+    Ok(())
 }
 
 /// The factory the `spine` crate installs for `codec = "avro"` topics.

@@ -26,9 +26,10 @@ pub trait Decoded: Send + Sync {
     fn value(&self) -> &(dyn Any + Send + Sync);
 }
 
-/// Turns a codec's decoded value into a handler's payload type (boxed).
-/// `#[on]` generates one per handler, for its payload type.
-pub type ValueDecoder = fn(&(dyn Any + Send + Sync)) -> Result<Box<dyn Any + Send>, String>;
+/// Turns a codec's decoded value into a handler's payload type `T`, written
+/// into `out`, an `Option<T>` (no allocation). `#[on]` generates one per
+/// handler, for its payload type.
+pub type ValueDecoder = fn(&(dyn Any + Send + Sync), out: &mut dyn Any) -> Result<(), String>;
 
 /// A handler's reader schema, compiled by a codec at startup.
 pub type Reader = Arc<dyn Any + Send + Sync>;
@@ -96,6 +97,19 @@ pub trait PayloadCodec: Send + Sync + 'static {
         reader: &Reader,
     ) -> Result<Box<dyn Decoded>, CodecError>;
 
+    /// Like [`PayloadCodec::decode`], but lends the value to `sink` instead of
+    /// boxing it: the hot path of a single handler.
+    fn decode_with(
+        &self,
+        payload: Option<&[u8]>,
+        reader: &Reader,
+        sink: &mut dyn FnMut(&(dyn Any + Send + Sync)),
+    ) -> Result<(), CodecError> {
+        let decoded = self.decode(payload, reader)?;
+        sink(decoded.value());
+        Ok(())
+    }
+
     /// The record name inside the payload, for the `record` event source.
     fn record_name(&self, payload: Option<&[u8]>) -> Result<String, CodecError>;
 
@@ -129,31 +143,28 @@ pub trait PayloadCodec: Send + Sync + 'static {
 pub type CodecFactory =
     Arc<dyn Fn(&crate::Config) -> Result<Arc<dyn PayloadCodec>, crate::Error> + Send + Sync>;
 
-/// Takes the payload a [`ValueDecoder`] produced for `T`.
-pub(crate) fn from_decoded<T: 'static>(boxed: Box<dyn Any + Send>) -> Result<T, Failure> {
-    boxed.downcast::<T>().map(|b| *b).map_err(|_| {
-        decode_failure(
-            std::any::type_name::<T>(),
-            "the codec produced a value of another type (a handler descriptor built by hand?)",
-        )
-    })
-}
+/// A codec's decoded value and the handler's converter for it.
+pub(crate) type DecodedPayload<'a> = (&'a (dyn Any + Send + Sync), Option<ValueDecoder>);
 
-/// Runs a handler's value decoder on a decoded payload.
-pub(crate) fn convert(
-    decoder: Option<ValueDecoder>,
-    decoded: &dyn Decoded,
-    type_name: &str,
-) -> Result<Box<dyn Any + Send>, Failure> {
+/// Converts a decoded value into the handler's payload type `T`.
+pub(crate) fn from_decoded<T: 'static>((value, decoder): DecodedPayload<'_>) -> Result<T, Failure> {
+    let type_name = std::any::type_name::<T>();
     let Some(decoder) = decoder else {
         return Err(decode_failure(
             type_name,
             "the handler has no decoder for this codec",
         ));
     };
-    decoder(decoded.value()).map_err(|e| Failure {
+    let mut slot: Option<T> = None;
+    decoder(value, &mut slot).map_err(|e| Failure {
         code: Some("avro.deserialize"),
         ..decode_failure(type_name, e)
+    })?;
+    slot.ok_or_else(|| {
+        decode_failure(
+            type_name,
+            "the decoder wrote another type (a handler descriptor built by hand?)",
+        )
     })
 }
 

@@ -28,7 +28,7 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tracing::Instrument;
 
 use crate::app::Shutdown;
-use crate::codec::CodecError;
+use crate::codec::{CodecError, DecodedPayload};
 use crate::dispatch::{message_span, MessageOutcome, Resume, Shared};
 use crate::error::{Error, Failure, FailureKind};
 use crate::extract::Scope;
@@ -460,47 +460,40 @@ impl Loop<'_> {
             None => Resume::Fresh,
             Some((route, h)) => {
                 let _entered = span.enter();
-                // A codec topic decodes first, from cached schemas only.
-                let decoded = match &topic.codec {
-                    None => Ok(None),
-                    Some(c) => match c.decode(rec.payload, &route.readers[0]) {
-                        Ok(d) => match crate::codec::convert(h.value_decoder, &*d, h.payload) {
-                            Ok(payload) => Ok(Some(payload)),
-                            Err(f) => Err(Some(f)),
-                        },
-                        Err(e) if e.is_transient() || matches!(e, CodecError::NotReady) => {
-                            Err(None)
+                let start = |decoded: Option<DecodedPayload<'_>>| {
+                    let mut scope = Scope::new(&rec, topic, event.as_deref(), shared);
+                    scope.decoded = decoded;
+                    let started = h.handler.start(&mut scope);
+                    (started, scope.emits.take())
+                };
+                // A codec topic decodes first, from cached schemas only, and
+                // lends the value to the handler without boxing it.
+                let started = match &topic.codec {
+                    None => Some(start(None)),
+                    Some(c) => {
+                        let mut out = None;
+                        let mut sink = |v: &(dyn std::any::Any + Send + Sync)| {
+                            out = Some(start(Some((v, h.value_decoder))));
+                        };
+                        match c.decode_with(rec.payload, &route.readers[0], &mut sink) {
+                            Ok(()) => out,
+                            Err(e) if e.is_transient() || matches!(e, CodecError::NotReady) => None,
+                            Err(e) => Some((Err(e.into_failure(FailureKind::Decode)), None)),
                         }
-                        Err(e) => Err(Some(e.into_failure(FailureKind::Decode))),
-                    },
-                };
-                let decoded = match decoded {
-                    Ok(d) => d,
-                    Err(None) => {
-                        drop(_entered);
-                        return self.slow_path(
-                            shared,
-                            &rec,
-                            (slot, gen),
-                            topic_idx,
-                            event,
-                            Resume::Fresh,
-                            span,
-                        );
-                    }
-                    Err(Some(f)) => {
-                        shared.failed_attempt(&rec, topic, event.as_deref(), h, &f, 1);
-                        let outcome = MessageOutcome::first(h, Err(f), None);
-                        let deliveries = shared.finish(&rec, topic, event.as_deref(), outcome);
-                        self.finished_inline(slot, rec.offset, deliveries);
-                        return;
                     }
                 };
-                let mut scope = Scope::new(&rec, topic, event.as_deref(), shared);
-                scope.decoded = decoded;
-                let started = h.handler.start(&mut scope);
-                let emits = scope.emits.take();
-                drop(scope);
+                let Some((started, emits)) = started else {
+                    drop(_entered);
+                    return self.slow_path(
+                        shared,
+                        &rec,
+                        (slot, gen),
+                        topic_idx,
+                        event,
+                        Resume::Fresh,
+                        span,
+                    );
+                };
                 let attempt = match started {
                     Err(f) => Inline::Done(Err(f)),
                     Ok(mut fut) => {

@@ -375,16 +375,8 @@ impl Shared {
                     Some(Resume::Finished { .. }) => unreachable!("handled above"),
                     Some(Resume::Fresh) | None => {
                         let mut scope = Scope::new(&rec, topic, event, &self);
-                        let converted = match payload {
-                            Some(d) => {
-                                crate::codec::convert(h.value_decoder, d, h.payload).map(Some)
-                            }
-                            None => Ok(None),
-                        };
-                        let started = converted.and_then(|c| {
-                            scope.decoded = c;
-                            h.handler.start(&mut scope)
-                        });
+                        scope.decoded = payload.map(|d| (d.value(), h.value_decoder));
+                        let started = h.handler.start(&mut scope);
                         let emits = scope.emits.take();
                         drop(scope);
                         match started {

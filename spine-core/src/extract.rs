@@ -22,9 +22,9 @@ pub struct Scope<'a> {
     pub(crate) rec: &'a Record<'a>,
     pub(crate) topic: &'a TopicRoutes,
     pub(crate) event: Option<&'a str>,
-    /// The payload as decoded by the topic's codec and converted to the
-    /// handler's type (`None`: JSON, decoded by the handler itself).
-    pub(crate) decoded: Option<Box<dyn Any + Send>>,
+    /// The payload as decoded by the topic's codec, with the handler's
+    /// converter (`None`: JSON, decoded by the handler itself).
+    pub(crate) decoded: Option<crate::codec::DecodedPayload<'a>>,
     pub(crate) shared: &'a Arc<Shared>,
     pub(crate) emits: Option<Arc<EmitLog>>,
 }
