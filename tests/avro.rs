@@ -487,3 +487,21 @@ async fn a_handler_can_mark_its_topic_avro() {
         "{err}"
     );
 }
+
+#[on(event = "anywhere", codec = "avro")]
+async fn topicless(_o: OrderPlaced) {}
+
+#[tokio::test]
+async fn a_codec_on_a_handler_without_a_topic_is_refused() {
+    let mut cfg = Config::default();
+    cfg.app.topics = vec!["t".into()];
+    cfg.schema_registry.url = Some("http://127.0.0.1:9".into());
+    let err = TestApp::new(
+        Spine::builder()
+            .config(cfg)
+            .handlers(spine::handlers![topicless]),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("[topics.<name>] codec"), "{err}");
+}

@@ -197,6 +197,19 @@ impl DispatchTable {
             })
         };
 
+        if let Some(h) = handlers
+            .iter()
+            .find(|h| h.topic.is_none() && h.codec.is_some_and(|c| c != "json"))
+        {
+            return Err(Error::Schema {
+                handler: h.name,
+                location: h.location(),
+                reason:
+                    "`codec` on a handler applies to its topic: add `topic = \"...\"`, or mark \
+                         the topics in spine.toml with `[topics.<name>] codec = \"avro\"`"
+                        .into(),
+            });
+        }
         let mut topics: BTreeSet<String> = config.app.topics.iter().cloned().collect();
         topics.extend(handlers.iter().filter_map(|h| h.topic).map(str::to_owned));
         if topics.is_empty() {
