@@ -38,7 +38,7 @@ pub use spine_core::{
     HandlerFuture, IntoReplies, Meta, PublishError, Publisher, Raw, Reply, Scope, Sent, SentKind,
     Shutdown, State, StatsHandle, StatsSnapshot,
 };
-pub use spine_macros::on;
+pub use spine_macros::{on, pipeline};
 
 /// Entry point: `Spine::builder()`, with the Avro codec installed for topics
 /// marked `codec = "avro"`.
@@ -85,8 +85,8 @@ pub mod avro {
 /// ```
 #[macro_export]
 macro_rules! handlers {
-    ($($handler:path),* $(,)?) => {
-        [$(<$handler as $crate::__private::Describe>::descriptor()),*]
+    ($($($segment:ident)::+),* $(,)?) => {
+        [$($($segment)::+::__spine_descriptor()),*]
     };
 }
 
@@ -104,13 +104,16 @@ pub fn init_tracing() {
 
 /// Everything a handler module needs: `use spine::prelude::*;`.
 pub mod prelude {
-    pub use crate::{handlers, on, Context, HandlerError, Meta, Raw, Reply, Spine, State};
+    pub use crate::{
+        handlers, on, pipeline, Context, HandlerError, Meta, Raw, Reply, Spine, State,
+    };
     pub use serde::{Deserialize, Serialize};
 }
 
 #[doc(hidden)]
 pub mod __private {
-    pub use spine_core::__private::{Describe, HandlerDescriptor, HandlerInfo, States};
+    pub use spine_core::__private::{pipeline, Describe, HandlerDescriptor, HandlerInfo, States};
+    pub use spine_core::{HandlerError, Reply};
 
     /// Compile-time checks `#[on]` places on the user's types.
     pub mod assert {

@@ -1,4 +1,4 @@
-//! Compile-time checks of `#[on]`: each misuse fails with an error on the
+//! Compile-time checks of `#[on]` and `#[pipeline]`: each misuse fails with an error on the
 //! user's own tokens (the `.stderr` files are the expected output), and the
 //! supported forms compile.
 

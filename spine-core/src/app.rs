@@ -74,6 +74,13 @@ impl Builder {
         self
     }
 
+    /// Registers shared state you keep a handle to, available to handlers as `State<T>`.
+    #[must_use]
+    pub fn state_arc<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
+        self.states.insert_arc(value);
+        self
+    }
+
     /// Adds a middleware; they run in the order added.
     #[must_use]
     pub fn middleware(mut self, middleware: impl Middleware) -> Self {
@@ -145,6 +152,9 @@ impl Builder {
             }
         }
         for h in &self.handlers {
+            if let Some(p) = &h.pipeline {
+                p.configure(&config)?;
+            }
             if let Some(state) = h.handler.missing_state(&self.states) {
                 return Err(Error::MissingState {
                     handler: h.name,

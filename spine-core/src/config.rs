@@ -88,6 +88,60 @@ pub struct Config {
     /// Per-topic overrides, keyed by topic name.
     #[serde(default)]
     pub topics: BTreeMap<String, TopicConfig>,
+    /// Per-pipeline settings, keyed by the pipeline's name (its module's name).
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// Request-reply: where responses come back and how long to wait.
+    #[serde(default)]
+    pub requests: RequestConfig,
+    /// Per-aggregation overrides, keyed by the aggregation's name.
+    #[serde(default)]
+    pub aggregations: BTreeMap<String, AggregationConfig>,
+}
+
+/// `[pipelines.<name>]`: overrides for one `#[pipeline]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Messages this pipeline handles at once (within `dispatch.max_in_flight`).
+    pub max_concurrent: Option<usize>,
+    /// Values of the steps' `#[arg]` parameters, by parameter name; they
+    /// override `args(...)` of the attribute.
+    pub args: BTreeMap<String, serde_json::Value>,
+}
+
+/// `[requests]`: request-reply with [`crate::Context::request`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestConfig {
+    /// Topic responses come back on; `{app}` is the app's name. Every
+    /// instance reads all of it and keeps the responses to its own requests.
+    pub reply_topic: String,
+    /// How long a request waits for its response unless `.timeout(...)` says otherwise.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for RequestConfig {
+    fn default() -> Self {
+        RequestConfig {
+            reply_topic: "{app}.replies".to_owned(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[aggregations.<name>]`: overrides for one aggregation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregationConfig {
+    /// How long an aggregate may stay incomplete, from its first part.
+    #[serde(with = "opt_duration")]
+    pub timeout: Option<Duration>,
+    /// Most aggregates open at once; past it the oldest expires.
+    pub max_open: Option<usize>,
+    /// Where expired aggregates' parts go.
+    pub dead_letter_topic: Option<String>,
 }
 
 /// `[app]`: the service's identity.
@@ -627,6 +681,32 @@ fn kafka_properties<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, 
             (k, v)
         })
         .collect())
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.collect_str(&humantime::format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => humantime::parse_duration(&s).map(Some).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not a duration ({e}); write e.g. \"500ms\", \"2s\" or \"1m\""
+                ))
+            }),
+        }
+    }
 }
 
 mod duration {

@@ -463,7 +463,7 @@ impl Loop<'_> {
                 let start = |decoded: Option<DecodedPayload<'_>>| {
                     let mut scope = Scope::new(&rec, topic, event.as_deref(), shared);
                     scope.decoded = decoded;
-                    let started = h.handler.start(&mut scope);
+                    let started = h.start(&mut scope);
                     (started, scope.emits.take())
                 };
                 // A codec topic decodes first, from cached schemas only, and

@@ -41,6 +41,8 @@ pub mod dlq_headers {
     pub const HANDLER: &str = "spine.dlq.handler";
     /// The event name, when there was one.
     pub const EVENT: &str = "spine.dlq.event";
+    /// The pipeline step that failed, when a pipeline did.
+    pub const STEP: &str = "spine.dlq.step";
 }
 
 /// Counters of what the app did since it started.
@@ -376,7 +378,7 @@ impl Shared {
                     Some(Resume::Fresh) | None => {
                         let mut scope = Scope::new(&rec, topic, event, &self);
                         scope.decoded = payload.map(|d| (d.value(), h.value_decoder));
-                        let started = h.handler.start(&mut scope);
+                        let started = h.start(&mut scope);
                         let emits = scope.emits.take();
                         drop(scope);
                         match started {

@@ -107,6 +107,8 @@ impl Error {
 pub struct HandlerError {
     source: Box<dyn std::error::Error + Send + Sync + 'static>,
     fatal: bool,
+    /// The pipeline step that failed, when a pipeline did.
+    step: Option<&'static str>,
 }
 
 impl HandlerError {
@@ -115,6 +117,7 @@ impl HandlerError {
         HandlerError {
             source: message.to_string().into(),
             fatal: false,
+            step: None,
         }
     }
 
@@ -131,6 +134,19 @@ impl HandlerError {
         self.fatal
     }
 
+    /// The pipeline step this error came from, if a pipeline step failed.
+    pub fn step(&self) -> Option<&'static str> {
+        self.step
+    }
+
+    /// Records which pipeline step failed (written by `#[pipeline]`).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn in_step(mut self, step: &'static str) -> Self {
+        self.step.get_or_insert(step);
+        self
+    }
+
     /// The underlying error.
     pub fn source_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         &*self.source
@@ -145,6 +161,7 @@ where
         HandlerError {
             source: Box::new(error),
             fatal: false,
+            step: None,
         }
     }
 }
@@ -166,6 +183,7 @@ impl fmt::Debug for HandlerError {
         f.debug_struct("HandlerError")
             .field("error", &self.to_string())
             .field("fatal", &self.fatal)
+            .field("step", &self.step)
             .finish()
     }
 }
@@ -236,12 +254,24 @@ impl Failure {
     }
 
     pub(crate) fn from_handler(error: HandlerError) -> Self {
-        Failure {
-            kind: FailureKind::Handler,
-            fatal: error.is_fatal(),
-            message: error.to_string(),
-            code: None,
-            headers: Vec::new(),
+        match error.step {
+            None => Failure {
+                kind: FailureKind::Handler,
+                fatal: error.is_fatal(),
+                message: error.to_string(),
+                code: None,
+                headers: Vec::new(),
+            },
+            Some(step) => Failure {
+                kind: FailureKind::Handler,
+                fatal: error.is_fatal(),
+                message: format!("step `{step}` failed: {error}"),
+                code: None,
+                headers: vec![(
+                    crate::dispatch::dlq_headers::STEP.to_owned(),
+                    step.to_owned(),
+                )],
+            },
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Scope<'a> {
     pub(crate) decoded: Option<crate::codec::DecodedPayload<'a>>,
     pub(crate) shared: &'a Arc<Shared>,
     pub(crate) emits: Option<Arc<EmitLog>>,
+    /// The pipeline being started, if the handler is one.
+    pub(crate) pipeline: Option<Arc<crate::pipeline::PipelineState>>,
 }
 
 impl<'a> Scope<'a> {
@@ -43,6 +45,7 @@ impl<'a> Scope<'a> {
             decoded: None,
             shared,
             emits: None,
+            pipeline: None,
         }
     }
 
@@ -225,9 +228,13 @@ pub struct States(Vec<(TypeId, Arc<dyn Any + Send + Sync>)>);
 
 impl States {
     pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        self.insert_arc(Arc::new(value));
+    }
+
+    pub(crate) fn insert_arc<T: Send + Sync + 'static>(&mut self, value: Arc<T>) {
         let id = TypeId::of::<T>();
         self.0.retain(|(t, _)| *t != id);
-        self.0.push((id, Arc::new(value)));
+        self.0.push((id, value));
     }
 
     pub(crate) fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {

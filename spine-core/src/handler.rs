@@ -140,6 +140,8 @@ pub struct HandlerDescriptor {
     /// Converts a codec's decoded value into the payload type.
     pub value_decoder: Option<crate::codec::ValueDecoder>,
     pub(crate) handler: Arc<dyn ErasedHandler>,
+    /// Set when this handler is a `#[pipeline]`.
+    pub(crate) pipeline: Option<Arc<crate::pipeline::PipelineState>>,
 }
 
 impl std::fmt::Debug for HandlerDescriptor {
@@ -192,7 +194,45 @@ impl HandlerDescriptor {
                 handler,
                 _args: PhantomData,
             }),
+            pipeline: None,
         }
+    }
+
+    /// Marks the handler as a pipeline (written by `#[pipeline]`).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_pipeline(mut self, spec: crate::pipeline::PipelineSpec) -> Self {
+        self.pipeline = Some(Arc::new(crate::pipeline::PipelineState::new(spec)));
+        self
+    }
+
+    /// Whether this handler is a `#[pipeline]`.
+    pub fn is_pipeline(&self) -> bool {
+        self.pipeline.is_some()
+    }
+
+    /// The steps of a pipeline, in order; empty for an `#[on]` handler.
+    pub fn steps(&self) -> &[&'static str] {
+        match &self.pipeline {
+            Some(p) => &p.spec.steps,
+            None => &[],
+        }
+    }
+
+    /// The name shown in the dispatch table: `accept`, or `enrich [normalize → lookup]`.
+    pub(crate) fn display_name(&self) -> String {
+        match &self.pipeline {
+            Some(p) => p.describe(),
+            None => self.name.to_owned(),
+        }
+    }
+
+    /// Decodes the payload, builds the extractors and starts the call.
+    pub(crate) fn start(&self, scope: &mut Scope<'_>) -> Result<HandlerFuture, Failure> {
+        if self.pipeline.is_some() {
+            scope.pipeline = self.pipeline.clone();
+        }
+        self.handler.start(scope)
     }
 
     /// Attaches the payload type's Avro schema (written by `#[on]`).

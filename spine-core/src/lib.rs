@@ -20,6 +20,7 @@ mod lanes;
 pub mod metrics;
 pub mod middleware;
 mod outbound;
+mod pipeline;
 mod record;
 mod reply;
 mod routing;
@@ -49,4 +50,10 @@ pub mod headers {
 pub mod __private {
     pub use crate::extract::States;
     pub use crate::handler::{assert, Describe, HandlerDescriptor, HandlerInfo};
+    /// What `#[pipeline]`'s expansion calls.
+    pub mod pipeline {
+        pub use crate::pipeline::{
+            check_arg, end, failed, publish, ArgParam, Pipe, PipelineEnd, PipelineSpec,
+        };
+    }
 }

@@ -39,7 +39,7 @@ impl Route {
     pub(crate) fn names(&self) -> String {
         self.handlers
             .iter()
-            .map(|h| h.name)
+            .map(|h| h.display_name())
             .collect::<Vec<_>>()
             .join(",")
     }

@@ -7,7 +7,9 @@
 
 use proc_macro::TokenStream;
 
+mod common;
 mod on;
+mod pipeline;
 
 /// Declares an event handler.
 ///
@@ -29,4 +31,39 @@ mod on;
 #[proc_macro_attribute]
 pub fn on(args: TokenStream, item: TokenStream) -> TokenStream {
     on::on(args.into(), item.into()).into()
+}
+
+/// Declares a pipeline: an inline module whose fns are the steps, run in the
+/// order written, each taking the previous step's output.
+///
+/// ```text
+/// #[pipeline(event = "text.submitted", topic = "texts", max_concurrent = 8, args(max_len = 280))]
+/// mod enrich {
+///     use super::*;
+///
+///     pub fn normalize(text: Submitted, #[arg] max_len: usize) -> Option<String> { .. }
+///     pub async fn lookup(text: String, ctx: Context) -> Result<Enriched, HandlerError> { .. }
+///     #[publish(topic = "texts.enriched", event = "text.enriched")]
+///     pub fn finish(e: Enriched) -> Published { .. }
+/// }
+/// ```
+///
+/// Keys: those of `#[on]` (`event`, `topic`, `codec`, `fan_out`), plus
+/// `max_concurrent = N` (messages this pipeline handles at once) and
+/// `args(name = literal, ...)` (values of the steps' `#[arg]` parameters;
+/// `[pipelines.<name>.args]` in spine.toml overrides them).
+///
+/// A step is a sync or async fn. Its first argument is its input; the others
+/// are extractors (`Meta`, `Context`, `State<T>`, ...) or `#[arg]` values.
+/// It returns `T` (go on), `Option<T>` (`None` ends the pipeline, the message
+/// counts as handled), `Result<T, E>` (`Err` fails the message: retries, then
+/// the dead-letter topic, whose record names the step) or `Result<Option<T>, E>`.
+/// `#[publish(topic, event)]` publishes a step's output and goes on. The last
+/// step returns what a handler may (`()`, `Reply`, ...) unless it publishes.
+///
+/// The steps stay plain functions, callable and testable as written. Register
+/// the pipeline like a handler: `spine::handlers![enrich]`.
+#[proc_macro_attribute]
+pub fn pipeline(args: TokenStream, item: TokenStream) -> TokenStream {
+    pipeline::pipeline(args.into(), item.into()).into()
 }

@@ -2,7 +2,7 @@
 //! expand to the function plus its descriptor.
 
 mod expand;
-mod parse;
+pub(crate) mod parse;
 mod validate;
 
 use proc_macro2::TokenStream;

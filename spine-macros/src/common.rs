@@ -1,0 +1,69 @@
+//! Expansion pieces `#[on]` and `#[pipeline]` share: the payload type's codec
+//! glue and type names as written.
+
+use proc_macro2::TokenStream;
+use quote::{quote, ToTokens};
+
+/// Attaches, to a descriptor expression, the converter from a codec's decoded
+/// value into `payload_ty` and the type's Avro schema if it has one (autoref
+/// specialization: the first impl applies only to `AvroSchema` types).
+pub(crate) fn codec_glue(payload_ty: &syn::Type) -> TokenStream {
+    quote! {
+        .with_value_decoder(::spine::__private::avro_value::<#payload_ty>)
+        .with_reader_schema({
+            #[allow(unused_imports)]
+            use ::spine::__private::probe::{AvroReader as _, NoReader as _};
+            (&&::spine::__private::probe::Probe::<#payload_ty>::new()).reader_schema()
+        })
+    }
+}
+
+/// `Some("...")` or `None`.
+pub(crate) fn opt_str(lit: &Option<syn::LitStr>) -> TokenStream {
+    match lit {
+        Some(l) => quote!(::core::option::Option::Some(#l)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// The type as written, without the spaces `to_string` puts between tokens.
+pub(crate) fn type_name(ty: &syn::Type) -> String {
+    let raw = ty.to_token_stream().to_string();
+    let mut out = String::with_capacity(raw.len());
+    let chars: Vec<char> = raw.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if *c == ' ' {
+            let prev = if i > 0 { chars[i - 1] } else { ' ' };
+            let next = chars.get(i + 1).copied().unwrap_or(' ');
+            let tight = |ch: char| matches!(ch, '<' | '>' | ':' | '&' | '(' | ')' | '[' | ']');
+            if tight(prev) || tight(next) || next == ',' {
+                continue;
+            }
+        }
+        out.push(*c);
+    }
+    out
+}
+
+/// Folds errors into one, so that every mistake is reported at once.
+pub(crate) fn combine(errors: impl IntoIterator<Item = syn::Error>) -> Option<syn::Error> {
+    errors.into_iter().reduce(|mut a, b| {
+        a.combine(b);
+        a
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::type_name;
+
+    #[test]
+    fn type_names_read_as_written() {
+        let t: syn::Type = syn::parse_quote!(Vec<my::Order>);
+        assert_eq!(type_name(&t), "Vec<my::Order>");
+        let t: syn::Type = syn::parse_quote!(HashMap<String, u32>);
+        assert_eq!(type_name(&t), "HashMap<String, u32>");
+        let t: syn::Type = syn::parse_quote!(&'static str);
+        assert_eq!(type_name(&t), "&'static str");
+    }
+}

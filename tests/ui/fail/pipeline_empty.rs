@@ -1,0 +1,6 @@
+use spine::prelude::*;
+
+#[pipeline(event = "text.submitted")]
+mod nothing {}
+
+fn main() {}
