@@ -35,9 +35,10 @@
 pub use spine_core::{
     codec, config, dev, headers, metrics, middleware, testing, App, Builder, Config, Context,
     EmitError, Error, Failure, FailureKind, FromRecord, Handler, HandlerDescriptor, HandlerError,
-    HandlerFuture, IntoReplies, Meta, PublishError, Publisher, Raw, Reply, Scope, Sent, SentKind,
-    Shutdown, State, StatsHandle, StatsSnapshot,
+    HandlerFuture, IntoReplies, Meta, PublishError, Publisher, Raw, Reply, RequestError, Scope,
+    Sent, SentKind, Shutdown, State, StatsHandle, StatsSnapshot,
 };
+pub use spine_core::{request, respond};
 pub use spine_macros::{on, pipeline};
 
 /// Entry point: `Spine::builder()`, with the Avro codec installed for topics
@@ -105,7 +106,7 @@ pub fn init_tracing() {
 /// Everything a handler module needs: `use spine::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        handlers, on, pipeline, Context, HandlerError, Meta, Raw, Reply, Spine, State,
+        handlers, on, pipeline, respond, Context, HandlerError, Meta, Raw, Reply, Spine, State,
     };
     pub use serde::{Deserialize, Serialize};
 }

@@ -551,3 +551,63 @@ async fn unknown_events_are_logged_once_per_event_name_and_counted_every_time() 
     assert!(got[1].contains("event=order.shipped"), "{got:#?}");
     assert_eq!(app.stats().skipped, 4);
 }
+
+#[on(event = "price.requested", topic = "prices")]
+async fn quote_price(req: serde_json::Value) -> Reply {
+    spine::respond("price.quoted", json!({ "sku": req["sku"], "cents": 499 }))
+}
+
+#[tokio::test]
+async fn respond_answers_on_the_requests_reply_topic_with_its_id() {
+    let app = app(Spine::builder().handlers(spine::handlers![quote_price]));
+    let msg = TestMessage::json("prices", "price.requested", &json!({"sku": "s-1"}))
+        .header(headers::CE_ID, "req-7")
+        .header(spine::request::REPLY_TO, "shop.replies")
+        .header(spine::request::REQUEST_ID, "req-7");
+    let out = app.send_message(msg).await;
+    assert_eq!(out.replies.len(), 1);
+    let r = &out.replies[0];
+    assert_eq!(r.topic, "shop.replies");
+    assert_eq!(r.event(), Some("price.quoted"));
+    assert_eq!(r.header(spine::request::REQUEST_ID), Some("req-7"));
+    assert_eq!(r.header(headers::CE_CAUSATION_ID), Some("req-7"));
+    assert_eq!(r.json::<serde_json::Value>().unwrap()["cents"], 499);
+}
+
+#[tokio::test]
+async fn respond_to_a_message_that_is_not_a_request_is_dead_lettered() {
+    let app = app(Spine::builder().handlers(spine::handlers![quote_price]));
+    let out = app
+        .send("prices", "price.requested", &json!({"sku": "s-1"}))
+        .await;
+    assert!(out.replies.is_empty());
+    assert_eq!(out.dead_letters.len(), 1);
+    let d = &out.dead_letters[0];
+    assert_eq!(d.header(dlq::ERROR_KIND), Some("encode"));
+    assert!(d
+        .header(dlq::ERROR_MESSAGE)
+        .unwrap()
+        .contains("has no `spine.reply.to` header"));
+}
+
+#[on(event = "ask", topic = "asks")]
+async fn ask_under_test(_v: serde_json::Value, ctx: Context) -> Reply {
+    let r: Result<serde_json::Value, spine::RequestError> =
+        ctx.request("prices", "price.requested", &json!({})).await;
+    let err = r.expect_err("TestApp has no broker to request through");
+    Reply::to("asks.out", "failed", json!({ "error": err.to_string() }))
+}
+
+#[tokio::test]
+async fn requests_under_test_app_fail_with_a_named_error() {
+    let app = app(Spine::builder().handlers(spine::handlers![ask_under_test]));
+    let out = app.send("asks", "ask", &json!({})).await;
+    let v: serde_json::Value = out.replies[0].json().unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("requests need a Kafka broker"),
+        "{v}"
+    );
+}

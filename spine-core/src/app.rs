@@ -165,13 +165,14 @@ impl Builder {
         }
         Ok(Arc::new(Shared {
             outbound: outbound(&config)?,
-            config,
             table,
             states: self.states,
             middleware: self.middleware,
             stats: Stats::default(),
             unknown_seen: Default::default(),
             output_codecs,
+            requests: crate::request::Requests::new(&config),
+            config,
         }))
     }
 

@@ -120,6 +120,8 @@ pub(crate) struct Shared {
     /// Codecs of topics the app publishes to that are not JSON.
     pub(crate) output_codecs:
         std::collections::HashMap<String, Arc<dyn crate::codec::PayloadCodec>>,
+    /// Requests this app sends and the listener for their responses.
+    pub(crate) requests: crate::request::Requests,
 }
 
 /// How the slow path picks up a message the fast path started.
@@ -703,7 +705,26 @@ impl Shared {
         }
     }
 
-    fn encode_reply(&self, origin: &Origin, reply: Reply) -> Result<OutRecord, Failure> {
+    fn encode_reply(&self, origin: &Origin, mut reply: Reply) -> Result<OutRecord, Failure> {
+        if reply.respond {
+            let Some(to) = &origin.reply_to else {
+                return Err(Failure::new(
+                    FailureKind::Encode,
+                    format!(
+                        "respond(\"{}\", ..) answers a request, but this message has no `{}` header; \
+                         publish with Reply::to(topic, ..) instead",
+                        reply.event,
+                        crate::request::REPLY_TO
+                    ),
+                ));
+            };
+            reply.topic = to.clone();
+            let id = origin.request_id.as_deref().unwrap_or(&origin.id);
+            reply.headers.push((
+                crate::request::REQUEST_ID.to_owned(),
+                id.as_bytes().to_vec(),
+            ));
+        }
         let what = format!("reply `{}`", reply.event);
         let (payload, content_type) = self.encode_for(
             &reply.topic,

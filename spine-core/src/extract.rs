@@ -15,6 +15,7 @@ use crate::error::FailureKind;
 use crate::error::HandlerError;
 use crate::outbound::{cloud_event_headers, Delivery, Origin, OutRecord, SentKind};
 use crate::record::Record;
+use crate::request::RequestError;
 use crate::routing::TopicRoutes;
 
 /// The message an extractor is built from.
@@ -299,6 +300,138 @@ impl Context {
         key: Option<Vec<u8>>,
         payload: &T,
     ) -> Result<(), EmitError> {
+        let rec = self.event_record(topic, event, key, payload).await?;
+        let delivery = self.shared.outbound.enqueue(rec);
+        self.emits
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(delivery);
+        Ok(())
+    }
+
+    /// Publishes a request and waits for its response, decoded as `Resp`
+    /// (JSON). The responder answers with [`crate::respond`], which publishes
+    /// to the topic named in the request's `spine.reply.to` header and carries
+    /// its `spine.request.id` back.
+    ///
+    /// ```no_run
+    /// # use spine_core::{Context, HandlerError};
+    /// # use std::time::Duration;
+    /// #[derive(serde::Deserialize)]
+    /// struct Price { cents: i64 }
+    ///
+    /// async fn quote(sku: String, ctx: Context) -> Result<(), HandlerError> {
+    ///     let price: Price = ctx
+    ///         .request("prices", "price.requested", &serde_json::json!({ "sku": sku }))
+    ///         .timeout(Duration::from_secs(2))
+    ///         .await?;
+    ///     println!("{} cents", price.cents);
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// The request is published at once (not when the handler ends) and is not
+    /// retried by itself: a timeout is an error the handler's retry policy sees.
+    /// The app reads its reply topic (`[requests] reply_topic`) outside
+    /// `max_in_flight`, but a request answered by the *same* app needs room in
+    /// `max_in_flight` for the request itself: keep the requesting handlers'
+    /// concurrency (a pipeline's `max_concurrent`) below it.
+    pub fn request<'a, Req, Resp>(
+        &'a self,
+        topic: &'a str,
+        event: &'a str,
+        payload: &'a Req,
+    ) -> crate::request::Request<'a, Req, Resp>
+    where
+        Req: Serialize + Sync + ?Sized,
+        Resp: serde::de::DeserializeOwned,
+    {
+        crate::request::Request {
+            ctx: self,
+            topic,
+            event,
+            payload,
+            timeout: None,
+            key: None,
+            _resp: std::marker::PhantomData,
+        }
+    }
+
+    pub(crate) async fn send_request<Req: Serialize + Sync + ?Sized>(
+        &self,
+        topic: &str,
+        event: &str,
+        key: Option<Vec<u8>>,
+        payload: &Req,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Option<Vec<u8>>, RequestError> {
+        if matches!(self.shared.outbound, crate::outbound::Outbound::Memory(_)) {
+            return Err(RequestError::NoBroker);
+        }
+        let requests = &self.shared.requests;
+        requests.ready().await?;
+        let key = key.or_else(|| self.origin.key.clone());
+        let mut rec = self
+            .event_record(topic, event, key, payload)
+            .await
+            .map_err(|e| RequestError::Encode(e.to_string()))?;
+        rec.kind = SentKind::Request;
+        let request_id = rec
+            .headers
+            .iter()
+            .find(|(k, _)| k == crate::record::CE_ID)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        rec.headers.push((
+            crate::request::REPLY_TO.to_owned(),
+            requests.reply_topic.clone().into_bytes(),
+        ));
+        rec.headers.push((
+            crate::request::REQUEST_ID.to_owned(),
+            request_id.clone().into_bytes(),
+        ));
+        rec.headers.push((
+            crate::request::REPLY_INSTANCE.to_owned(),
+            requests.instance.clone().into_bytes(),
+        ));
+        let rx = requests.wait_for(&request_id);
+        let after = timeout.unwrap_or(requests.default_timeout);
+        let outbound = &self.shared.outbound;
+        let waited = tokio::time::timeout(after, async move {
+            outbound.settle(vec![outbound.enqueue(rec)]).await;
+            rx.await
+        })
+        .await;
+        match waited {
+            Ok(Ok(response)) => Ok(response.payload),
+            Ok(Err(_)) => Err(RequestError::ReplyTopic {
+                topic: requests.reply_topic.clone(),
+                reason: "the response listener stopped".to_owned(),
+            }),
+            Err(_) => {
+                requests.forget(&request_id);
+                metrics::counter!(crate::metrics::REQUEST_TIMEOUTS, "topic" => topic.to_owned())
+                    .increment(1);
+                Err(RequestError::Timeout {
+                    topic: topic.to_owned(),
+                    event: event.to_owned(),
+                    after,
+                    request_id,
+                })
+            }
+        }
+    }
+
+    /// Encodes an event for `topic` with the topic's codec and this message's
+    /// conversation headers.
+    async fn event_record<T: Serialize + Sync + ?Sized>(
+        &self,
+        topic: &str,
+        event: &str,
+        key: Option<Vec<u8>>,
+        payload: &T,
+    ) -> Result<OutRecord, EmitError> {
         if let Some(codec) = self.shared.output_codecs.get(topic) {
             // Fetch the subject's schema once; a registry that is down fails
             // this attempt, which the handler's retry policy retries.
@@ -315,20 +448,13 @@ impl Context {
         let mut headers =
             cloud_event_headers(&self.shared.config.app.name, event, Some(&self.origin));
         set_content_type(&mut headers, content_type);
-        let rec = OutRecord {
+        Ok(OutRecord {
             kind: SentKind::Emit,
             topic: topic.to_owned(),
             key,
             payload: Some(payload),
             headers,
-        };
-        let delivery = self.shared.outbound.enqueue(rec);
-        self.emits
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(delivery);
-        Ok(())
+        })
     }
 
     /// The correlation id of the conversation this message belongs to.

@@ -23,6 +23,7 @@ mod outbound;
 mod pipeline;
 mod record;
 mod reply;
+pub mod request;
 mod routing;
 pub mod testing;
 mod tracker;
@@ -34,7 +35,8 @@ pub use error::{Error, Failure, FailureKind, HandlerError};
 pub use extract::{Context, EmitError, FromRecord, Meta, Raw, Scope, State};
 pub use handler::{Handler, HandlerDescriptor, HandlerFuture};
 pub use outbound::{PublishError, Publisher, Sent, SentKind};
-pub use reply::{IntoReplies, Reply};
+pub use reply::{respond, IntoReplies, Reply};
+pub use request::RequestError;
 
 /// Header names Spine reads and writes.
 pub mod headers {

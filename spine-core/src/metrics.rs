@@ -31,6 +31,11 @@ pub const REFETCHED: &str = "spine_messages_refetched_total";
 pub const CODEC_WAITS: &str = "spine_codec_waits_total";
 /// Offset commits that failed. They are retried at the next interval.
 pub const COMMIT_ERRORS: &str = "spine_commit_errors_total";
+/// Requests that got no response in time. Labels: `topic` (the request's).
+pub const REQUEST_TIMEOUTS: &str = "spine_request_timeouts_total";
+/// Responses on the reply topic that no request of this instance waits for
+/// (another instance's, or late).
+pub const RESPONSES_UNMATCHED: &str = "spine_responses_unmatched_total";
 /// Times the loop stopped taking messages because `max_in_flight` was reached.
 pub const BACKPRESSURE_PAUSES: &str = "spine_backpressure_pauses_total";
 

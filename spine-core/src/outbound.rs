@@ -34,6 +34,8 @@ pub enum SentKind {
     ErrorEvent,
     /// Published with [`crate::Publisher`].
     Publish,
+    /// A request sent with [`crate::Context::request`].
+    Request,
 }
 
 /// A record as it was handed to the producer.
@@ -78,6 +80,10 @@ pub(crate) struct Origin {
     pub(crate) id: String,
     pub(crate) correlation: String,
     pub(crate) key: Option<Vec<u8>>,
+    /// Where a response goes, when the message is a request.
+    pub(crate) reply_to: Option<String>,
+    /// The request's id, when the message is a request.
+    pub(crate) request_id: Option<String>,
 }
 
 impl Origin {
@@ -86,6 +92,10 @@ impl Origin {
             id: rec.event_id(),
             correlation: rec.correlation_id(),
             key: rec.key.map(<[u8]>::to_vec),
+            reply_to: rec.header_str(crate::request::REPLY_TO).map(str::to_owned),
+            request_id: rec
+                .header_str(crate::request::REQUEST_ID)
+                .map(str::to_owned),
         }
     }
 }
@@ -470,6 +480,8 @@ mod tests {
             id: "in-1".into(),
             correlation: "conv-9".into(),
             key: None,
+            reply_to: None,
+            request_id: None,
         };
         let h = cloud_event_headers("svc", "order.accepted", Some(&origin));
         let sent = Sent {

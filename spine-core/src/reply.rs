@@ -28,6 +28,37 @@ pub struct Reply {
     pub(crate) body: Box<dyn Body>,
     /// The payload type's own schema (Avro), when the caller supplied it.
     pub(crate) schema: Option<String>,
+    /// A response to a request: its topic is the request's `spine.reply.to`.
+    pub(crate) respond: bool,
+}
+
+/// The response to a request made with [`crate::Context::request`]: published
+/// to the topic the request names in its `spine.reply.to` header, carrying
+/// the request's id back so the requester can match it.
+///
+/// ```
+/// use spine_core::{respond, Reply};
+///
+/// #[derive(serde::Deserialize)]
+/// struct PriceRequested { sku: String }
+/// #[derive(serde::Serialize)]
+/// struct Price { sku: String, cents: i64 }
+///
+/// async fn price(req: PriceRequested) -> Reply {
+///     respond("price.quoted", Price { sku: req.sku, cents: 499 })
+/// }
+/// ```
+///
+/// A message that is not a request (no `spine.reply.to` header) cannot be
+/// answered: it goes to the dead-letter topic, saying so.
+pub fn respond<T>(event: impl Into<String>, payload: T) -> Reply
+where
+    T: Serialize + Send + 'static,
+{
+    Reply {
+        respond: true,
+        ..Reply::to(String::new(), event, payload)
+    }
 }
 
 impl Reply {
@@ -44,6 +75,7 @@ impl Reply {
             headers: Vec::new(),
             body: Box::new(payload),
             schema: None,
+            respond: false,
         }
     }
 
@@ -70,7 +102,7 @@ impl Reply {
         self
     }
 
-    /// The destination topic.
+    /// The destination topic (empty for a [`respond`] reply until it is sent).
     pub fn topic(&self) -> &str {
         &self.topic
     }

@@ -193,7 +193,7 @@ impl TestApp {
         for s in sent {
             match s.kind {
                 SentKind::Reply => out.replies.push(s),
-                SentKind::Emit | SentKind::Publish => out.emitted.push(s),
+                SentKind::Emit | SentKind::Publish | SentKind::Request => out.emitted.push(s),
                 SentKind::DeadLetter => out.dead_letters.push(s),
                 SentKind::ErrorEvent => out.error_events.push(s),
             }
