@@ -268,8 +268,8 @@ fn partitions_of(c: &StreamConsumer, topic: &str) -> Result<Vec<i32>, String> {
         .ok_or_else(|| format!("topic `{topic}` is not in the metadata"))?;
     if let Some(e) = t.error() {
         return Err(format!(
-            "topic `{topic}`: {:?}",
-            rdkafka::types::RDKafkaRespErr::from(e)
+            "topic `{topic}`: {}",
+            rdkafka::types::RDKafkaErrorCode::from(e)
         ));
     }
     if t.partitions().is_empty() {
