@@ -38,7 +38,7 @@ pub use spine_core::{
     HandlerFuture, IntoReplies, Meta, PublishError, Publisher, Raw, Reply, RequestError, Scope,
     Sent, SentKind, Shutdown, State, StatsHandle, StatsSnapshot,
 };
-pub use spine_core::{request, respond};
+pub use spine_core::{aggregate, request, respond, Aggregate};
 pub use spine_macros::{on, pipeline};
 
 /// Entry point: `Spine::builder()`, with the Avro codec installed for topics

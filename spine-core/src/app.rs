@@ -37,6 +37,7 @@ pub struct Builder {
     states: States,
     middleware: Vec<Arc<dyn Middleware>>,
     codecs: Vec<(String, CodecFactory)>,
+    aggregates: Vec<crate::aggregate::Aggregate>,
 }
 
 impl Builder {
@@ -81,6 +82,14 @@ impl Builder {
         self
     }
 
+    /// Adds an aggregation: parts from several topics joined by id, handled
+    /// together once complete. See [`crate::Aggregate`].
+    #[must_use]
+    pub fn aggregate(mut self, aggregate: crate::aggregate::Aggregate) -> Self {
+        self.aggregates.push(aggregate);
+        self
+    }
+
     /// Adds a middleware; they run in the order added.
     #[must_use]
     pub fn middleware(mut self, middleware: impl Middleware) -> Self {
@@ -113,11 +122,31 @@ impl Builder {
     }
 
     pub(crate) fn build_shared(
-        self,
+        mut self,
         config: Config,
         outbound: impl FnOnce(&Config) -> Result<Outbound, Error>,
     ) -> Result<Arc<Shared>, Error> {
         config.validate()?;
+        // Aggregations: their parts are routes like any handler's; completed
+        // aggregates are dispatched on an internal topic each.
+        let mut internal = Vec::new();
+        let mut seen = BTreeSet::new();
+        for agg in std::mem::take(&mut self.aggregates) {
+            if !seen.insert(agg.name().to_owned()) {
+                return Err(Error::config(
+                    format!("aggregations.{}", agg.name()),
+                    "two aggregations have this name",
+                ));
+            }
+            let topic = agg.internal_topic();
+            let (parts, handlers, dlq) = agg.install(&config)?;
+            self.handlers.extend(parts);
+            internal.push(crate::routing::InternalTopic {
+                topic,
+                handlers,
+                dead_letter_topic: dlq,
+            });
+        }
         // Codecs are created only if some topic uses them (Avro needs a registry URL).
         let mut wanted: BTreeSet<&str> = config
             .topics
@@ -136,7 +165,7 @@ impl Builder {
                 codecs.insert(name.to_owned(), factory(&config)?);
             }
         }
-        let table = DispatchTable::build(&self.handlers, &config, &codecs)?;
+        let table = DispatchTable::build(&self.handlers, &internal, &config, &codecs)?;
         // What the app publishes is encoded by the codec of the destination topic.
         let mut output_codecs = HashMap::new();
         for topic in config.topics.keys() {
@@ -151,7 +180,8 @@ impl Builder {
                     .or_insert(c.clone());
             }
         }
-        for h in &self.handlers {
+        let aggregate_handlers = internal.iter().flat_map(|t| &t.handlers);
+        for h in self.handlers.iter().chain(aggregate_handlers) {
             if let Some(p) = &h.pipeline {
                 p.configure(&config)?;
             }

@@ -151,6 +151,9 @@ struct Ticket {
     gen: u64,
     offset: i64,
     lane: Option<LaneId>,
+    /// Already out of `in_flight`: a held offset (open aggregate) waits
+    /// outside the bound.
+    released: bool,
 }
 
 /// A message waiting in its lane.
@@ -448,6 +451,7 @@ impl Loop<'_> {
                         gen,
                         offset: rec.offset,
                         lane,
+                        released: false,
                     },
                 };
                 self.lanes.wait(l, waiting);
@@ -556,6 +560,7 @@ impl Loop<'_> {
             gen,
             offset: rec.offset,
             lane,
+            released: false,
         };
         let detached = rec.detach();
         let event = event.map(Cow::into_owned);
@@ -574,12 +579,16 @@ impl Loop<'_> {
             return;
         }
         self.slots[slot].tracker.started(offset);
-        self.started_one();
+        let held = deliveries.iter().any(Delivery::is_held);
+        if !held {
+            self.started_one();
+        }
         let ticket = Ticket {
             slot,
             gen: self.slots[slot].shared.gen,
             offset,
             lane: None,
+            released: held,
         };
         self.settle(ticket, deliveries);
     }
@@ -593,9 +602,14 @@ impl Loop<'_> {
     }
 
     /// A message's handlers are done: free its lane, then wait for its deliveries.
-    fn on_handled(&mut self, ticket: Ticket, deliveries: Vec<Delivery>) {
+    fn on_handled(&mut self, mut ticket: Ticket, deliveries: Vec<Delivery>) {
         if let Some(lane) = ticket.lane {
             self.start_next_in_lane(lane);
+        }
+        if deliveries.iter().any(Delivery::is_held) {
+            // Held by an open aggregate: out of the bound now, committed later.
+            self.finished_one();
+            ticket.released = true;
         }
         if deliveries.iter().all(|d| matches!(d, Delivery::Done)) {
             self.on_settled(ticket);
@@ -630,7 +644,9 @@ impl Loop<'_> {
 
     /// Everything the message published is acknowledged: its offset is finished.
     fn on_settled(&mut self, ticket: Ticket) {
-        self.finished_one();
+        if !ticket.released {
+            self.finished_one();
+        }
         let s = &mut self.slots[ticket.slot];
         if s.shared.gen == ticket.gen && s.tracker.finish(ticket.offset) {
             publish_committable(s);

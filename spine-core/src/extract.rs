@@ -265,7 +265,7 @@ impl EmitLog {
 /// lost, though it may be published twice if the app crashes in between.
 #[derive(Clone)]
 pub struct Context {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     origin: Arc<Origin>,
     emits: Arc<EmitLog>,
 }
@@ -455,6 +455,19 @@ impl Context {
             payload: Some(payload),
             headers,
         })
+    }
+
+    /// Holds the message's offset until the returned sender fires (or
+    /// forever, if it is dropped): the message leaves `max_in_flight` when its
+    /// handler ends, but is not committed before.
+    pub(crate) fn hold(&self) -> tokio::sync::oneshot::Sender<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.emits
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Delivery::Held(rx));
+        tx
     }
 
     /// The correlation id of the conversation this message belongs to.

@@ -7,6 +7,7 @@
 //! (replies, emitted events, CloudEvents headers) and the in-process test kit.
 #![warn(missing_docs)]
 
+pub mod aggregate;
 mod app;
 pub mod codec;
 pub mod config;
@@ -28,6 +29,7 @@ mod routing;
 pub mod testing;
 mod tracker;
 
+pub use aggregate::Aggregate;
 pub use app::{App, Builder, Shutdown, Spine, StatsHandle};
 pub use config::Config;
 pub use dispatch::StatsSnapshot;

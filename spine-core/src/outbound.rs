@@ -271,6 +271,12 @@ impl Outbound {
                         }
                     },
                     Delivery::Unsent(rec) => rec,
+                    Delivery::Held(rx) => match rx.await {
+                        Ok(()) => break,
+                        // Released without completing (the app is stopping):
+                        // the offset stays uncommitted and is re-delivered.
+                        Err(_) => return std::future::pending::<()>().await,
+                    },
                 };
                 metrics::counter!(m::PRODUCE_ERRORS, "topic" => failed.topic.clone()).increment(1);
                 tokio::time::sleep(wait).await;
@@ -291,6 +297,15 @@ pub(crate) enum Delivery {
     Done,
     Kafka { fut: DeliveryFuture, kind: SentKind },
     Unsent(OutRecord),
+    /// Not a record: the message's offset is held (by an open aggregate)
+    /// until this fires.
+    Held(tokio::sync::oneshot::Receiver<()>),
+}
+
+impl Delivery {
+    pub(crate) fn is_held(&self) -> bool {
+        matches!(self, Delivery::Held(_))
+    }
 }
 
 fn owned_headers(headers: &[(String, Vec<u8>)]) -> OwnedHeaders {

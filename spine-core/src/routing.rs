@@ -57,6 +57,8 @@ pub(crate) struct TopicRoutes {
     pub(crate) metrics: TopicMetrics,
     /// The payload codec, when the topic is not JSON.
     pub(crate) codec: Option<Arc<dyn PayloadCodec>>,
+    /// False for internal topics (completed aggregates), which are not consumed.
+    pub(crate) subscribed: bool,
 }
 
 impl TopicRoutes {
@@ -115,6 +117,14 @@ impl TopicRoutes {
     }
 }
 
+/// A topic the app dispatches to itself and never subscribes to (completed
+/// aggregates).
+pub(crate) struct InternalTopic {
+    pub(crate) topic: String,
+    pub(crate) handlers: Vec<HandlerDescriptor>,
+    pub(crate) dead_letter_topic: String,
+}
+
 /// Routes of every subscribed topic.
 pub(crate) struct DispatchTable {
     topics: Vec<TopicRoutes>,
@@ -135,6 +145,7 @@ fn describe_key((topic, event): Key) -> String {
 impl DispatchTable {
     pub(crate) fn build(
         handlers: &[HandlerDescriptor],
+        internal: &[InternalTopic],
         config: &Config,
         codecs: &HashMap<String, Arc<dyn PayloadCodec>>,
     ) -> Result<Self, Error> {
@@ -263,6 +274,35 @@ impl DispatchTable {
                 topic: topic.as_str().into(),
                 by_event,
                 any,
+                subscribed: true,
+            });
+        }
+        for t in internal {
+            let fan_out = t.handlers.iter().all(|h| h.fan_out);
+            if t.handlers.len() > 1 && !fan_out {
+                let (a, b) = (&t.handlers[0], &t.handlers[1]);
+                return Err(Error::DuplicateRoute {
+                    key: format!("the completed aggregates of `{}`", t.topic),
+                    first: a.name,
+                    first_location: a.location(),
+                    second: b.name,
+                    second_location: b.location(),
+                });
+            }
+            table
+                .index
+                .insert(t.topic.as_str().into(), table.topics.len());
+            table.topics.push(TopicRoutes {
+                codec: None,
+                source: EventSource::default(),
+                unknown: UnknownEvent::DeadLetter,
+                dead_letter_topic: t.dead_letter_topic.clone(),
+                error_topic: config.error_event_topic(&t.topic),
+                metrics: TopicMetrics::new(&t.topic),
+                topic: t.topic.as_str().into(),
+                by_event: FastMap::default(),
+                any: Some(route(&t.handlers, &None)?),
+                subscribed: false,
             });
         }
         Ok(table)
@@ -282,7 +322,11 @@ impl DispatchTable {
 
     /// Subscribed topic names, sorted.
     pub(crate) fn topic_names(&self) -> Vec<&str> {
-        self.topics.iter().map(|t| &*t.topic).collect()
+        self.topics
+            .iter()
+            .filter(|t| t.subscribed)
+            .map(|t| &*t.topic)
+            .collect()
     }
 
     /// Every (topic, event, handlers) row, for logging and listing.
