@@ -32,13 +32,13 @@
 //! See the README for the whole guide.
 #![warn(missing_docs)]
 
+pub use spine_core::{aggregate, request, respond, Aggregate};
 pub use spine_core::{
     codec, config, dev, headers, metrics, middleware, testing, App, Builder, Config, Context,
     EmitError, Error, Failure, FailureKind, FromRecord, Handler, HandlerDescriptor, HandlerError,
     HandlerFuture, IntoReplies, Meta, PublishError, Publisher, Raw, Reply, RequestError, Scope,
     Sent, SentKind, Shutdown, State, StatsHandle, StatsSnapshot,
 };
-pub use spine_core::{aggregate, request, respond, Aggregate};
 pub use spine_macros::{on, pipeline};
 
 /// Entry point: `Spine::builder()`, with the Avro codec installed for topics

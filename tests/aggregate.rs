@@ -57,16 +57,31 @@ fn paid() -> Aggregate {
 async fn parts_from_two_topics_become_one_typed_value() {
     let app = TestApp::new(Spine::builder().aggregate(paid())).unwrap();
     let first = app
-        .send("payments", "payment.received", &json!({"order_id": "o-1", "amount_cents": 1200}))
+        .send(
+            "payments",
+            "payment.received",
+            &json!({"order_id": "o-1", "amount_cents": 1200}),
+        )
         .await;
-    assert!(first.replies.is_empty() && first.dead_letters.is_empty(), "waits for the order");
+    assert!(
+        first.replies.is_empty() && first.dead_letters.is_empty(),
+        "waits for the order"
+    );
     // Another order's part does not complete o-1.
     let other = app
-        .send("orders", "order.placed", &json!({"order_id": "o-2", "amount_cents": 5}))
+        .send(
+            "orders",
+            "order.placed",
+            &json!({"order_id": "o-2", "amount_cents": 5}),
+        )
         .await;
     assert!(other.replies.is_empty());
     let done = app
-        .send("orders", "order.placed", &json!({"order_id": "o-1", "amount_cents": 1200}))
+        .send(
+            "orders",
+            "order.placed",
+            &json!({"order_id": "o-1", "amount_cents": 1200}),
+        )
         .await;
     assert_eq!(done.replies.len(), 1);
     let v: serde_json::Value = done.replies[0].json().unwrap();
@@ -81,7 +96,11 @@ async fn parts_from_two_topics_become_one_typed_value() {
 async fn a_part_that_does_not_decode_or_has_no_id_is_dead_lettered_at_once() {
     let app = TestApp::new(Spine::builder().aggregate(paid())).unwrap();
     let bad = app
-        .send("orders", "order.placed", &json!({"order_id": "o-3", "amount_cents": "lots"}))
+        .send(
+            "orders",
+            "order.placed",
+            &json!({"order_id": "o-3", "amount_cents": "lots"}),
+        )
         .await;
     assert_eq!(bad.dead_letters.len(), 1);
     assert_eq!(bad.dead_letters[0].topic, "orders.dlq");
@@ -96,7 +115,10 @@ async fn a_part_that_does_not_decode_or_has_no_id_is_dead_lettered_at_once() {
     let out = app.send("left", "x", &json!({"other": 1})).await;
     assert_eq!(out.dead_letters.len(), 1);
     let msg = out.dead_letters[0].header(dlq::ERROR_MESSAGE).unwrap();
-    assert!(msg.contains("has no id: the payload needs field `ref`"), "{msg}");
+    assert!(
+        msg.contains("has no id: the payload needs field `ref`"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -106,7 +128,9 @@ async fn declaration_mistakes_fail_at_startup() {
 
     let cases: Vec<(Aggregate, &str)> = vec![
         (
-            Aggregate::new("one").part::<OrderPlaced>("order", "orders", "order.placed").by_key()
+            Aggregate::new("one")
+                .part::<OrderPlaced>("order", "orders", "order.placed")
+                .by_key()
                 .handlers(spine::handlers![settle]),
             "at least two parts",
         ),
@@ -143,7 +167,11 @@ async fn declaration_mistakes_fail_at_startup() {
     // A part's route conflicts with a handler that is not fan-out.
     #[on(event = "order.placed", topic = "orders")]
     async fn accept(_o: OrderPlaced) {}
-    match TestApp::new(Spine::builder().handlers(spine::handlers![accept]).aggregate(paid())) {
+    match TestApp::new(
+        Spine::builder()
+            .handlers(spine::handlers![accept])
+            .aggregate(paid()),
+    ) {
         Err(Error::DuplicateRoute { first, second, .. }) => {
             assert!([first, second].contains(&"accept"));
             assert!([first, second].contains(&"aggregate order_paid (part order)"));

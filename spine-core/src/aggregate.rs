@@ -456,7 +456,10 @@ impl Aggregator {
             .headers
             .iter()
             .filter(|(k, _)| k != CE_TYPE)
-            .chain(std::iter::once(&(CE_TYPE.to_owned(), self.name.clone().into_bytes())))
+            .chain(std::iter::once(&(
+                CE_TYPE.to_owned(),
+                self.name.clone().into_bytes(),
+            )))
             .fold(OwnedHeaders::new(), |h, (k, v)| {
                 h.insert(Header {
                     key: k,
@@ -483,6 +486,7 @@ impl Aggregator {
             .await;
         shared.outbound.settle(deliveries).await;
         metrics::counter!(COMPLETED, "aggregate" => self.name.clone()).increment(1);
+        shared.stats.aggregate_completed();
         for h in p.holds {
             let _ = h.send(());
         }
@@ -513,6 +517,7 @@ impl Aggregator {
         );
         tracing::warn!(aggregate = %self.name, id = %p.id, parts = p.records.len(), %message, "aggregate expired");
         metrics::counter!(EXPIRED, "aggregate" => self.name.clone(), "reason" => why).increment(1);
+        shared.stats.aggregate_expired();
         if shared.config.dead_letter.enabled {
             let deliveries = p
                 .records
@@ -568,7 +573,8 @@ impl Aggregator {
         self.sweeper.get_or_init(|| {
             let agg: Weak<Aggregator> = Arc::downgrade(self);
             let shared: Weak<Shared> = Arc::downgrade(&ctx.shared);
-            let period = (self.timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+            let period =
+                (self.timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(period);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

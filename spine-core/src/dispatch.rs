@@ -56,6 +56,8 @@ pub(crate) struct Stats {
     retried: AtomicU64,
     failed_attempts: AtomicU64,
     backpressure_pauses: AtomicU64,
+    aggregates_completed: AtomicU64,
+    aggregates_expired: AtomicU64,
 }
 
 /// A snapshot of the app's counters.
@@ -77,6 +79,10 @@ pub struct StatsSnapshot {
     pub failed_attempts: u64,
     /// Times fetching paused because `max_in_flight` was reached.
     pub backpressure_pauses: u64,
+    /// Aggregates completed and handed to their handlers.
+    pub aggregates_completed: u64,
+    /// Aggregates expired (timeout or `max_open`), their parts dead-lettered.
+    pub aggregates_expired: u64,
 }
 
 impl Stats {
@@ -92,6 +98,14 @@ impl Stats {
         Self::add(&self.backpressure_pauses, 1);
     }
 
+    pub(crate) fn aggregate_completed(&self) {
+        Self::add(&self.aggregates_completed, 1);
+    }
+
+    pub(crate) fn aggregate_expired(&self) {
+        Self::add(&self.aggregates_expired, 1);
+    }
+
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
         let l = |c: &AtomicU64| c.load(AtomicOrdering::Relaxed);
         StatsSnapshot {
@@ -103,6 +117,8 @@ impl Stats {
             retried: l(&self.retried),
             failed_attempts: l(&self.failed_attempts),
             backpressure_pauses: l(&self.backpressure_pauses),
+            aggregates_completed: l(&self.aggregates_completed),
+            aggregates_expired: l(&self.aggregates_expired),
         }
     }
 }

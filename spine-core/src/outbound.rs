@@ -295,7 +295,10 @@ fn msg_topic(m: &OwnedMessage) -> String {
 /// A record handed to the producer, not yet acknowledged.
 pub(crate) enum Delivery {
     Done,
-    Kafka { fut: DeliveryFuture, kind: SentKind },
+    Kafka {
+        fut: DeliveryFuture,
+        kind: SentKind,
+    },
     Unsent(OutRecord),
     /// Not a record: the message's offset is held (by an open aggregate)
     /// until this fires.
