@@ -85,6 +85,51 @@ fn avro_demo_mode_runs_with_the_mock_cluster_and_the_dev_registry() {
 }
 
 #[test]
+fn pipeline_demo_normalises_enriches_by_request_and_publishes() {
+    let out = clean_env(&mut Command::new(example("pipeline")))
+        .env("PIPELINE_DEMO_COUNT", "20")
+        .output()
+        .expect("example runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every fifth sample is blank: the first step ends those.
+    assert!(
+        stdout.contains(
+            "Summary: submitted 20, enriched 16 (to texts.enriched), skipped 4 blank, dead-lettered 0."
+        ),
+        "unexpected summary:\n{stdout}"
+    );
+}
+
+#[test]
+fn aggregate_demo_pays_orders_and_expires_the_unpaid() {
+    let out = clean_env(&mut Command::new(example("aggregate")))
+        .env("AGGREGATE_DEMO_COUNT", "20")
+        // The config override of the example's 10 s timeout.
+        .env("SPINE_AGGREGATIONS__ORDER_PAID__TIMEOUT", "1s")
+        .output()
+        .expect("example runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "Summary: orders 20, payments 16, paid 16 (to orders.paid), expired 4 (to orders.paid.dlq)."
+        ),
+        "unexpected summary:\n{stdout}"
+    );
+}
+
+#[test]
 fn middleware_example_counts_every_outcome() {
     let out = clean_env(&mut Command::new(example("middleware")))
         .output()

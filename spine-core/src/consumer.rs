@@ -259,6 +259,7 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> Result<(), E
     };
     lp.run(shutdown).await;
     consumer.unsubscribe();
+    lp.shared.requests.stop().await;
     Ok(())
 }
 

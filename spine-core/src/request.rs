@@ -99,13 +99,14 @@ pub(crate) struct Requests {
     pub(crate) instance: String,
     pub(crate) default_timeout: Duration,
     waiters: Waiters,
-    listener: OnceCell<tokio::task::JoinHandle<()>>,
+    listener: OnceCell<()>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     config: Config,
 }
 
 impl Drop for Requests {
     fn drop(&mut self) {
-        if let Some(task) = self.listener.get() {
+        if let Some(task) = lock(&self.task).take() {
             task.abort();
         }
     }
@@ -122,6 +123,7 @@ impl Requests {
             default_timeout: config.requests.timeout,
             waiters: Arc::default(),
             listener: OnceCell::new(),
+            task: Mutex::new(None),
             config: config.clone(),
         }
     }
@@ -129,9 +131,23 @@ impl Requests {
     /// Starts the listener once; later calls return at once.
     pub(crate) async fn ready(&self) -> Result<(), RequestError> {
         self.listener
-            .get_or_try_init(|| self.listen())
+            .get_or_try_init(|| async {
+                let task = self.listen().await?;
+                *lock(&self.task) = Some(task);
+                Ok(())
+            })
             .await
             .map(drop)
+    }
+
+    /// Stops listening (the app stopped) and waits until the listener's
+    /// consumer is closed.
+    pub(crate) async fn stop(&self) {
+        let task = lock(&self.task).take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
     }
 
     /// Registers a waiter for `request_id`.
