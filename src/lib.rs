@@ -75,8 +75,8 @@ pub mod avro {
     }
 }
 
-/// Collects the descriptors of handlers declared with `#[on]`, for
-/// [`Builder::handlers`].
+/// Collects the descriptors of handlers declared with `#[on]` and pipelines
+/// declared with `#[pipeline]`, for [`Builder::handlers`].
 ///
 /// ```no_run
 /// # use spine::prelude::*;
@@ -170,3 +170,16 @@ pub mod __private {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The guide pages' Rust snippets, compiled and run as doctests.
+#[cfg(doctest)]
+pub mod guides {
+    #[doc = include_str!("../docs/pipelines.md")]
+    pub struct Pipelines;
+
+    #[doc = include_str!("../docs/request-reply.md")]
+    pub struct RequestReply;
+
+    #[doc = include_str!("../docs/aggregation.md")]
+    pub struct Aggregation;
+}
