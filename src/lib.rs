@@ -32,7 +32,10 @@
 //! See the README for the whole guide.
 #![warn(missing_docs)]
 
-pub use spine_core::{aggregate, request, respond, Aggregate};
+mod cli;
+pub use cli::run;
+
+pub use spine_core::{aggregate, request, respond, Aggregate, RouteInfo};
 pub use spine_core::{
     codec, config, dev, headers, metrics, middleware, testing, App, Builder, Config, Context,
     EmitError, Error, Failure, FailureKind, FromRecord, Handler, HandlerDescriptor, HandlerError,

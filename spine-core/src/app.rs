@@ -206,6 +206,20 @@ impl Builder {
         }))
     }
 
+    /// Builds the dispatch table without connecting to anything, and returns
+    /// the configuration and the routes: for `routes`, schema export and
+    /// checks, AsyncAPI. Without `.config(...)`, reads spine.toml and the
+    /// environment; `bootstrap.servers` may be unset.
+    pub fn describe(mut self) -> Result<(Config, Vec<crate::routing::RouteInfo>), Error> {
+        let config = match self.config.take() {
+            Some(c) => c,
+            None => Config::load()?,
+        };
+        let sink = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let shared = self.build_shared(config, move |_: &Config| Ok(Outbound::Memory(sink)))?;
+        Ok((shared.config.clone(), shared.table.describe()))
+    }
+
     pub(crate) fn take_config(&mut self) -> Option<Config> {
         self.config.take()
     }

@@ -334,6 +334,9 @@ pub struct TopicConfig {
     pub unknown_event: Option<UnknownEvent>,
     /// Dead-letter topic for this topic (a name, `{topic}` allowed).
     pub dead_letter_topic: Option<String>,
+    /// The `.avsc` file of the topic's value schema, relative to spine.toml;
+    /// `spine schemas register` registers it under this topic's subject.
+    pub schema: Option<String>,
 }
 
 /// Where a message's event name comes from.

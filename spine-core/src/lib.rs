@@ -39,6 +39,7 @@ pub use handler::{Handler, HandlerDescriptor, HandlerFuture};
 pub use outbound::{PublishError, Publisher, Sent, SentKind};
 pub use reply::{respond, IntoReplies, Reply};
 pub use request::RequestError;
+pub use routing::RouteInfo;
 
 /// Header names Spine reads and writes.
 pub mod headers {

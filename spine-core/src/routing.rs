@@ -125,6 +125,30 @@ pub(crate) struct InternalTopic {
     pub(crate) dead_letter_topic: String,
 }
 
+/// One row of the dispatch table, as `Builder::describe` lists it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RouteInfo {
+    /// The topic (or `aggregate:<name>` for completed aggregates).
+    pub topic: String,
+    /// Whether the app consumes the topic (false for internal topics).
+    pub subscribed: bool,
+    /// The event, or `None` for every event of the topic.
+    pub event: Option<String>,
+    /// The handler's or pipeline's name.
+    pub handler: String,
+    /// A pipeline's steps, in order; empty for a handler.
+    pub steps: Vec<&'static str>,
+    /// The payload type, as written.
+    pub payload: String,
+    /// The topic's codec: `json` or `avro`.
+    pub codec: &'static str,
+    /// `file:line` of the handler.
+    pub location: String,
+    /// The payload type's Avro schema, when it has one.
+    pub reader_schema: Option<String>,
+}
+
 /// Routes of every subscribed topic.
 pub(crate) struct DispatchTable {
     topics: Vec<TopicRoutes>,
@@ -327,6 +351,32 @@ impl DispatchTable {
             .filter(|t| t.subscribed)
             .map(|t| &*t.topic)
             .collect()
+    }
+
+    /// One row per (topic, event, handler), for `routes` and AsyncAPI.
+    pub(crate) fn describe(&self) -> Vec<RouteInfo> {
+        let mut rows = Vec::new();
+        for t in &self.topics {
+            let mut events: Vec<_> = t.by_event.iter().map(|(e, r)| (Some(e), r)).collect();
+            events.sort_by(|a, b| a.0.cmp(&b.0));
+            events.extend(t.any.iter().map(|r| (None, r)));
+            for (event, route) in events {
+                for h in route.handlers.iter() {
+                    rows.push(RouteInfo {
+                        topic: t.topic.to_string(),
+                        subscribed: t.subscribed,
+                        event: event.map(|e| e.to_string()),
+                        handler: h.name.to_owned(),
+                        steps: h.steps().to_vec(),
+                        payload: h.payload.to_owned(),
+                        codec: t.codec.as_ref().map_or("json", |c| c.name()),
+                        location: h.location(),
+                        reader_schema: h.reader_schema.clone(),
+                    });
+                }
+            }
+        }
+        rows
     }
 
     /// Every (topic, event, handlers) row, for logging and listing.

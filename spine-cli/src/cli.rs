@@ -1,0 +1,216 @@
+//! The command line: clap definitions, each with an example in its help, and
+//! the dispatch to the modules that do the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::CliError;
+
+/// Spine: typed Kafka event handlers for Rust.
+#[derive(Debug, Parser)]
+#[command(name = "spine", version, about, long_about = None)]
+#[command(
+    after_help = "Your first service:\n  spine new orders-service && cd orders-service\n  spine dev &\n  cargo run"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Generates a new service crate from a template.
+    #[command(
+        after_help = "Examples:\n  spine new orders-service\n  spine new text-pipeline --template pipeline --path ~/src\n  spine new payments --template avro --spine-path ~/src/spine"
+    )]
+    New(NewArgs),
+    /// Registers, checks and lists Avro schemas in a schema registry.
+    #[command(subcommand)]
+    Schemas(SchemasCommand),
+    /// Consumer-group offsets.
+    #[command(subcommand)]
+    Offsets(OffsetsCommand),
+    /// Starts a local Kafka (librdkafka's mock cluster) and a dev schema registry.
+    #[command(
+        after_help = "Examples:\n  spine dev\n  spine dev --broker-port 19092 --registry-port 18081 --topic orders:3 --register schemas\n\nCtrl-C stops both."
+    )]
+    Dev(DevArgs),
+}
+
+/// The templates of `spine new`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Template {
+    /// A JSON handler with a reply.
+    Json,
+    /// An Avro handler with a reply, its schemas in `schemas/`.
+    Avro,
+    /// A `#[pipeline]` that publishes its result.
+    Pipeline,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewArgs {
+    /// The crate's name (also its directory's).
+    pub(crate) name: String,
+    /// What the service starts with.
+    #[arg(long, value_enum, default_value = "json")]
+    pub(crate) template: Template,
+    /// The directory to create the crate in.
+    #[arg(long, default_value = ".")]
+    pub(crate) path: PathBuf,
+    /// Depend on a local checkout of Spine (by path) instead of the released crate.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) spine_path: Option<PathBuf>,
+}
+
+/// How the registry is reached. Secrets come from flags or the environment
+/// and are never printed.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RegistryArgs {
+    /// The schema registry's URL.
+    #[arg(
+        long = "registry",
+        env = "SPINE_SCHEMA_REGISTRY_URL",
+        value_name = "URL"
+    )]
+    pub(crate) url: String,
+    /// Basic-auth user name.
+    #[arg(long, env = "SPINE_SCHEMA_REGISTRY_USERNAME", requires = "password")]
+    pub(crate) username: Option<String>,
+    /// Basic-auth password.
+    #[arg(long, env = "SPINE_SCHEMA_REGISTRY_PASSWORD", hide_env_values = true)]
+    pub(crate) password: Option<String>,
+    /// Bearer token (instead of basic auth).
+    #[arg(
+        long,
+        env = "SPINE_SCHEMA_REGISTRY_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "username"
+    )]
+    pub(crate) token: Option<String>,
+}
+
+/// Confluent's subject name strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Strategy {
+    /// `<topic>-value`; the topic is the file's name, or `[topics.<t>] schema = "<file>"` in spine.toml.
+    Topic,
+    /// `<record full name>`.
+    Record,
+    /// `<topic>-<record full name>`.
+    TopicRecord,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SchemaFiles {
+    /// The directory of `.avsc` files (searched recursively).
+    #[arg(default_value = "schemas")]
+    pub(crate) dir: PathBuf,
+    /// How subjects are named.
+    #[arg(long, value_enum, default_value = "topic")]
+    pub(crate) strategy: Strategy,
+    /// The service's spine.toml, for `[topics.<t>] schema = "..."` mappings.
+    #[arg(long, default_value = "spine.toml")]
+    pub(crate) config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SchemasCommand {
+    /// Registers every `.avsc` file, after checking compatibility.
+    #[command(
+        after_help = "Examples:\n  spine schemas register --registry http://127.0.0.1:8081\n  spine schemas register schemas/ --strategy record --dry-run\n\nExits non-zero if a schema is invalid or incompatible; the table names the file, the field and the rule."
+    )]
+    Register {
+        #[command(flatten)]
+        files: SchemaFiles,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Check and report, register nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Reports whether every `.avsc` file could be registered (for CI).
+    #[command(
+        after_help = "Example:\n  spine schemas check schemas/ --registry $SPINE_SCHEMA_REGISTRY_URL"
+    )]
+    Check {
+        #[command(flatten)]
+        files: SchemaFiles,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Lists the registry's subjects with their latest version and id.
+    #[command(after_help = "Example:\n  spine schemas list --registry http://127.0.0.1:8081")]
+    List {
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OffsetsCommand {
+    /// Moves a consumer group's committed offsets on a topic.
+    #[command(
+        after_help = "Examples:\n  spine offsets reset --group orders-service --topic orders --to earliest\n  spine offsets reset --group orders-service --topic orders --to 2026-11-24T09:00:00Z\n  spine offsets reset --group orders-service --topic orders --to 1200 --force\n\nRefuses while the group has active members, unless --force."
+    )]
+    Reset(ResetArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResetArgs {
+    /// The consumer group.
+    #[arg(long)]
+    pub(crate) group: String,
+    /// The topic.
+    #[arg(long)]
+    pub(crate) topic: String,
+    /// `earliest`, `latest`, an offset, or an RFC 3339 time.
+    #[arg(long, value_name = "WHERE")]
+    pub(crate) to: String,
+    /// Reset even if the group has active members.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// The brokers.
+    #[arg(
+        long,
+        env = "SPINE_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub(crate) bootstrap_servers: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DevArgs {
+    /// The port clients bootstrap on.
+    #[arg(long, default_value_t = 9092)]
+    pub(crate) broker_port: u16,
+    /// The dev schema registry's port.
+    #[arg(long, default_value_t = 8081)]
+    pub(crate) registry_port: u16,
+    /// Topics to create, as NAME or NAME:PARTITIONS (others are created on first use).
+    #[arg(long = "topic", value_name = "NAME[:PARTITIONS]")]
+    pub(crate) topics: Vec<String>,
+    /// Registers the `.avsc` files of this directory at startup.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) register: Option<PathBuf>,
+}
+
+pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::New(args) => crate::new::run(&args),
+        Command::Schemas(SchemasCommand::Register {
+            files,
+            registry,
+            dry_run,
+        }) => crate::schemas::register(&files, &registry, !dry_run).await,
+        Command::Schemas(SchemasCommand::Check { files, registry }) => {
+            crate::schemas::register(&files, &registry, false).await
+        }
+        Command::Schemas(SchemasCommand::List { registry }) => {
+            crate::schemas::list(&registry).await
+        }
+        Command::Offsets(OffsetsCommand::Reset(args)) => crate::offsets::reset(&args).await,
+        Command::Dev(args) => crate::dev::run(&args).await,
+    }
+}

@@ -1,0 +1,199 @@
+//! `spine new`: renders a template (minijinja; the templates are compiled
+//! into the binary) into a new crate directory.
+
+use std::path::Path;
+
+use minijinja::{context, Environment};
+
+use crate::cli::{NewArgs, Template};
+use crate::error::{io, CliError};
+
+/// (path in the crate, template name, template text), per template.
+fn files(t: Template) -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut f = vec![
+        (
+            "Cargo.toml",
+            "Cargo.toml",
+            include_str!("../templates/common/Cargo.toml.j2"),
+        ),
+        (
+            "spine.toml",
+            "spine.toml",
+            include_str!("../templates/common/spine.toml.j2"),
+        ),
+        (
+            "README.md",
+            "README.md",
+            include_str!("../templates/common/README.md.j2"),
+        ),
+    ];
+    match t {
+        Template::Json => {
+            f.push((
+                "src/main.rs",
+                "json/main.rs",
+                include_str!("../templates/json/main.rs.j2"),
+            ));
+            f.push((
+                "tests/handlers.rs",
+                "json/test.rs",
+                include_str!("../templates/json/test.rs.j2"),
+            ));
+        }
+        Template::Avro => {
+            f.push((
+                "src/main.rs",
+                "avro/main.rs",
+                include_str!("../templates/avro/main.rs.j2"),
+            ));
+            f.push((
+                "tests/handlers.rs",
+                "avro/test.rs",
+                include_str!("../templates/avro/test.rs.j2"),
+            ));
+            f.push((
+                "schemas/orders.avsc",
+                "avro/in.avsc",
+                include_str!("../templates/avro/in.avsc.j2"),
+            ));
+            f.push((
+                "schemas/orders.accepted.avsc",
+                "avro/out.avsc",
+                include_str!("../templates/avro/out.avsc.j2"),
+            ));
+        }
+        Template::Pipeline => {
+            f.push((
+                "src/main.rs",
+                "pipeline/main.rs",
+                include_str!("../templates/pipeline/main.rs.j2"),
+            ));
+            f.push((
+                "tests/pipeline.rs",
+                "pipeline/test.rs",
+                include_str!("../templates/pipeline/test.rs.j2"),
+            ));
+        }
+    }
+    f
+}
+
+/// Cargo's rule, a little stricter: ASCII letters, digits, `-`, `_`, starting
+/// with a letter, not a Rust keyword that would break `use`.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !matches!(
+            name,
+            "test" | "self" | "super" | "crate" | "spine" | "std" | "core"
+        )
+}
+
+pub(crate) fn run(args: &NewArgs) -> Result<(), CliError> {
+    if !valid_name(&args.name) {
+        return Err(CliError::InvalidName(args.name.clone()));
+    }
+    let dir = args.path.join(&args.name);
+    if dir.exists() {
+        let empty = std::fs::read_dir(&dir).map_err(io(&dir))?.next().is_none();
+        if !empty {
+            return Err(CliError::NotEmpty(dir));
+        }
+    }
+    let spine_dep = match &args.spine_path {
+        Some(p) => {
+            let p = std::fs::canonicalize(p).map_err(io(p))?;
+            if !p.join("Cargo.toml").exists() {
+                return Err(CliError::Refused(format!(
+                    "--spine-path {} has no Cargo.toml; point it at a checkout of Spine",
+                    p.display()
+                )));
+            }
+            format!("spine = {{ path = {:?} }}", p.display().to_string())
+        }
+        None => format!("spine = \"{}\"", env!("CARGO_PKG_VERSION")),
+    };
+    let template = match args.template {
+        Template::Json => "json",
+        Template::Avro => "avro",
+        Template::Pipeline => "pipeline",
+    };
+    let (in_topic, in_event, out_topic, out_event) = match args.template {
+        Template::Pipeline => ("texts", "text.submitted", "texts.counted", "text.counted"),
+        _ => (
+            "orders",
+            "order.placed",
+            "orders.accepted",
+            "order.accepted",
+        ),
+    };
+    let ctx = context! {
+        name => &args.name,
+        template => template,
+        spine_dep => spine_dep,
+        spine_path => args.spine_path.is_some(),
+        namespace => format!("com.example.{}", args.name.replace('-', "_")),
+        in_topic, in_event, out_topic, out_event,
+    };
+    let mut env = Environment::new();
+    // Generated files end with a newline, as their templates do.
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+        .map_err(|source| CliError::Template {
+            name: "syntax".into(),
+            source,
+        })?;
+    env.set_syntax(syntax);
+    let files = files(args.template);
+    for (_, name, text) in &files {
+        env.add_template(name, text)
+            .map_err(|source| CliError::Template {
+                name: (*name).to_owned(),
+                source,
+            })?;
+    }
+    for (path, name, _) in &files {
+        let rendered = env
+            .get_template(name)
+            .and_then(|t| t.render(&ctx))
+            .map_err(|source| CliError::Template {
+                name: (*name).to_owned(),
+                source,
+            })?;
+        write(&dir.join(path), &rendered)?;
+    }
+    println!(
+        "Created {} ({template} template) in {}",
+        args.name,
+        dir.display()
+    );
+    println!(
+        "Next:\n  cd {}\n  spine dev            # local Kafka and schema registry\n  cargo run",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<(), CliError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    std::fs::write(path, text).map_err(io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_name;
+
+    #[test]
+    fn crate_names() {
+        for ok in ["orders", "orders-service", "a1_b"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", "1st", "-x", "has space", "ünï", "self", "a/b"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}

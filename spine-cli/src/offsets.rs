@@ -1,0 +1,188 @@
+//! `spine offsets reset`: moves a consumer group's committed offsets on a
+//! topic, printing them before and after, per partition.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::cli::ResetArgs;
+use crate::error::CliError;
+
+/// Where to move the offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Earliest,
+    Latest,
+    Offset(i64),
+    /// Milliseconds since the epoch.
+    Time(i64),
+}
+
+pub(crate) fn parse_target(s: &str) -> Result<Target, CliError> {
+    match s {
+        "earliest" => Ok(Target::Earliest),
+        "latest" => Ok(Target::Latest),
+        _ => {
+            if let Ok(n) = s.parse::<i64>() {
+                if n < 0 {
+                    return Err(CliError::Refused(format!("offset {n} is negative")));
+                }
+                return Ok(Target::Offset(n));
+            }
+            humantime::parse_rfc3339_weak(s)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| Target::Time(d.as_millis() as i64))
+                .ok_or_else(|| {
+                    CliError::Refused(format!(
+                        "--to `{s}`: expected `earliest`, `latest`, an offset (e.g. 1200) or an RFC 3339 time (e.g. 2026-11-24T09:00:00Z)"
+                    ))
+                })
+        }
+    }
+}
+
+fn consumer(bootstrap: &str, group: &str) -> Result<BaseConsumer, CliError> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?)
+}
+
+pub(crate) async fn reset(args: &ResetArgs) -> Result<(), CliError> {
+    let target = parse_target(&args.to)?;
+    let (bootstrap, group, topic, force) = (
+        args.bootstrap_servers.clone(),
+        args.group.clone(),
+        args.topic.clone(),
+        args.force,
+    );
+    // librdkafka's admin calls here block: off the runtime.
+    tokio::task::spawn_blocking(move || reset_blocking(&bootstrap, &group, &topic, &target, force))
+        .await
+        .map_err(|e| CliError::Refused(e.to_string()))?
+}
+
+fn reset_blocking(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    target: &Target,
+    force: bool,
+) -> Result<(), CliError> {
+    let timeout = Duration::from_secs(10);
+    let c = consumer(bootstrap, group)?;
+    if !force {
+        let groups = c.fetch_group_list(Some(group), timeout)?;
+        if let Some(g) = groups.groups().iter().find(|g| g.name() == group) {
+            if !g.members().is_empty() {
+                return Err(CliError::Refused(format!(
+                    "group `{group}` has {} active member(s) (state {}); stop them first, or pass --force \
+                     (they would overwrite the new offsets with their next commit)",
+                    g.members().len(),
+                    g.state()
+                )));
+            }
+        }
+    }
+    let md = c.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        return Err(CliError::Refused(format!(
+            "topic `{topic}` does not exist or has no partitions"
+        )));
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition(topic, *p);
+    }
+    let before = c.committed_offsets(tpl, timeout)?;
+    let mut new = TopicPartitionList::new();
+    let times = if let Target::Time(ms) = target {
+        let mut q = TopicPartitionList::new();
+        for p in &partitions {
+            q.add_partition_offset(topic, *p, Offset::Offset(*ms))?;
+        }
+        Some(c.offsets_for_times(q, timeout)?)
+    } else {
+        None
+    };
+    for p in &partitions {
+        let (low, high) = c.fetch_watermarks(topic, *p, timeout)?;
+        let to = match target {
+            Target::Earliest => low,
+            Target::Latest => high,
+            Target::Offset(n) => (*n).clamp(low, high),
+            Target::Time(_) => match times
+                .as_ref()
+                .and_then(|t| t.find_partition(topic, *p))
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) => o,
+                // No record at or after the time: the end.
+                _ => high,
+            },
+        };
+        new.add_partition_offset(topic, *p, Offset::Offset(to))?;
+    }
+    c.commit(&new, CommitMode::Sync)?;
+    let after = {
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            tpl.add_partition(topic, *p);
+        }
+        c.committed_offsets(tpl, timeout)?
+    };
+    let show = |l: &TopicPartitionList, p: i32| match l.find_partition(topic, p).map(|e| e.offset())
+    {
+        Some(Offset::Offset(o)) => o.to_string(),
+        _ => "none".to_owned(),
+    };
+    let mut table = crate::table::new(&["partition", "before", "after"]);
+    for p in &partitions {
+        table.add_row(vec![p.to_string(), show(&before, *p), show(&after, *p)]);
+    }
+    println!("{table}");
+    println!(
+        "Group `{group}` on `{topic}`: offsets reset to {}.",
+        describe(target)
+    );
+    Ok(())
+}
+
+fn describe(t: &Target) -> String {
+    match t {
+        Target::Earliest => "the earliest".into(),
+        Target::Latest => "the latest".into(),
+        Target::Offset(n) => format!("offset {n} (within each partition's range)"),
+        Target::Time(ms) => format!("the first record at or after {ms} ms since the epoch"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(parse_target("earliest").unwrap(), Target::Earliest);
+        assert_eq!(parse_target("latest").unwrap(), Target::Latest);
+        assert_eq!(parse_target("42").unwrap(), Target::Offset(42));
+        assert_eq!(
+            parse_target("1970-01-01T00:00:01Z").unwrap(),
+            Target::Time(1000)
+        );
+        assert!(parse_target("-1").is_err());
+        assert!(parse_target("yesterday")
+            .unwrap_err()
+            .to_string()
+            .contains("RFC 3339"));
+    }
+}

@@ -1,0 +1,325 @@
+//! The command line every Spine service gets from [`crate::run`]: `run` (the
+//! default), `routes`, `schemas export`, `schemas check` and `asyncapi`, so
+//! operators use the same commands for every service.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use comfy_table::presets::UTF8_BORDERS_ONLY;
+use comfy_table::{ContentArrangement, Table};
+use spine_core::config::SubjectStrategy;
+use spine_core::{Builder, Config, RouteInfo};
+
+/// A Spine service.
+#[derive(Debug, Parser)]
+#[command(
+    about = "A Spine service. Without a command, it runs: consumes and handles until SIGINT or SIGTERM."
+)]
+#[command(
+    after_help = "Examples:\n  my-service                 # run\n  my-service routes\n  my-service schemas export schemas/\n  my-service schemas check --registry http://127.0.0.1:8081\n  my-service asyncapi > asyncapi.json\n\nSettings come from spine.toml (or $SPINE_CONFIG) and SPINE_* variables."
+)]
+struct ServiceCli {
+    #[command(subcommand)]
+    command: Option<ServiceCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    /// Consumes and handles until SIGINT or SIGTERM (the default).
+    #[command(after_help = "Example:\n  SPINE_BOOTSTRAP_SERVERS=127.0.0.1:9092 my-service run")]
+    Run,
+    /// Prints the dispatch table: topic, event, handler or pipeline, payload type, codec, source.
+    #[command(after_help = "Example:\n  my-service routes")]
+    Routes,
+    /// Avro schemas of the handlers' payload types.
+    #[command(subcommand)]
+    Schemas(SchemasCommand),
+    /// Prints an AsyncAPI 3.0 document (JSON) of the service.
+    #[command(after_help = "Example:\n  my-service asyncapi > asyncapi.json")]
+    Asyncapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemasCommand {
+    /// Writes the Avro schema of every payload type as `<record full name>.avsc`.
+    #[command(after_help = "Example:\n  my-service schemas export schemas/")]
+    Export {
+        /// Where to write the files.
+        #[arg(default_value = "schemas")]
+        dir: PathBuf,
+    },
+    /// Checks that every Avro handler can read its subject's latest registered
+    /// schema (Avro resolution rules): schema drift, caught before deploy.
+    #[command(
+        after_help = "Example:\n  my-service schemas check --registry http://127.0.0.1:8081\n\nExits non-zero if a handler cannot read its subject's latest schema."
+    )]
+    Check {
+        /// The registry (default: `[schema_registry] url`).
+        #[arg(long = "registry", value_name = "URL")]
+        registry: Option<String>,
+    },
+}
+
+/// Runs the service's command line: `run` (the default), `routes`,
+/// `schemas export|check`, `asyncapi`. Call it from `main`:
+///
+/// ```no_run
+/// use spine::prelude::*;
+///
+/// #[on(event = "order.placed", topic = "orders")]
+/// async fn accept(_order: serde_json::Value) {}
+///
+/// #[tokio::main]
+/// async fn main() -> std::process::ExitCode {
+///     spine::init_tracing();
+///     spine::run(Spine::builder().handlers(spine::handlers![accept])).await
+/// }
+/// ```
+pub async fn run(builder: Builder) -> ExitCode {
+    let cli = ServiceCli::parse();
+    let result = match cli.command.unwrap_or(ServiceCommand::Run) {
+        ServiceCommand::Run => run_app(builder).await,
+        ServiceCommand::Routes => builder
+            .describe()
+            .map(|(_, r)| print_routes(&r))
+            .map_err(Into::into),
+        ServiceCommand::Schemas(SchemasCommand::Export { dir }) => export(builder, &dir),
+        ServiceCommand::Schemas(SchemasCommand::Check { registry }) => {
+            check(builder, registry).await
+        }
+        ServiceCommand::Asyncapi => builder
+            .describe()
+            .map(|(c, r)| {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&asyncapi(&c, &r)).unwrap_or_default()
+                );
+            })
+            .map_err(Into::into),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+async fn run_app(builder: Builder) -> CliResult {
+    builder.build()?.run().await?;
+    Ok(())
+}
+
+fn table(headers: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(headers.to_vec());
+    t
+}
+
+fn handler_name(r: &RouteInfo) -> String {
+    if r.steps.is_empty() {
+        r.handler.clone()
+    } else {
+        format!("{} (pipeline: {})", r.handler, r.steps.join(" → "))
+    }
+}
+
+fn print_routes(routes: &[RouteInfo]) {
+    let mut t = table(&["topic", "event", "handler", "payload", "codec", "source"]);
+    for r in routes {
+        t.add_row(vec![
+            r.topic.clone(),
+            r.event.clone().unwrap_or_else(|| "*".into()),
+            handler_name(r),
+            r.payload.clone(),
+            r.codec.to_owned(),
+            r.location.clone(),
+        ]);
+    }
+    println!("{t}");
+}
+
+/// The record full name of a schema's JSON text.
+fn record_name(schema: &str) -> Option<String> {
+    spine_avro::apache_avro::Schema::parse_str(schema)
+        .ok()?
+        .name()
+        .map(|n| n.fullname(None))
+}
+
+fn export(builder: Builder, dir: &std::path::Path) -> CliResult {
+    let (_, routes) = builder.describe()?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut written = std::collections::BTreeSet::new();
+    for r in &routes {
+        let Some(schema) = &r.reader_schema else {
+            continue;
+        };
+        let Some(name) = record_name(schema) else {
+            continue;
+        };
+        if !written.insert(name.clone()) {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(schema)?;
+        let path = dir.join(format!("{name}.avsc"));
+        std::fs::write(&path, serde_json::to_string_pretty(&value)? + "\n")
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("{}  ({} on {})", path.display(), r.payload, r.topic);
+    }
+    if written.is_empty() {
+        println!("No payload type derives AvroSchema; nothing written.");
+    }
+    Ok(())
+}
+
+fn subject(config: &Config, topic: &str, record: Option<&str>) -> Option<String> {
+    match (config.subject_strategy(topic), record) {
+        (SubjectStrategy::Topic, _) => Some(format!("{topic}-value")),
+        (SubjectStrategy::Record, Some(r)) => Some(r.to_owned()),
+        (SubjectStrategy::TopicRecord, Some(r)) => Some(format!("{topic}-{r}")),
+        (_, None) => None,
+    }
+}
+
+async fn check(builder: Builder, registry: Option<String>) -> CliResult {
+    use spine_avro::apache_avro::Schema;
+    use spine_avro::registry::{compat, Auth, RegistryClient, RegistryError};
+
+    let (config, routes) = builder.describe()?;
+    let url = registry
+        .or(config.schema_registry.url.clone())
+        .ok_or("no registry: pass --registry URL or set [schema_registry] url")?;
+    let auth = match (
+        &config.schema_registry.username,
+        &config.schema_registry.password,
+        &config.schema_registry.token,
+    ) {
+        (_, _, Some(t)) => Auth::Bearer(t.clone()),
+        (Some(u), Some(p), None) => Auth::Basic {
+            username: u.clone(),
+            password: p.clone(),
+        },
+        _ => Auth::None,
+    };
+    let client = RegistryClient::new(&url, auth)?;
+    let mut t = table(&["topic", "event", "handler", "subject", "version", "status"]);
+    let mut failed = 0;
+    for r in routes.iter().filter(|r| r.codec == "avro") {
+        let Some(reader) = &r.reader_schema else {
+            continue;
+        };
+        let reader_schema = Schema::parse_str(reader)?;
+        let record = record_name(reader);
+        let Some(subject) = subject(&config, &r.topic, record.as_deref()) else {
+            continue;
+        };
+        let (version, status) = match client.version(&subject, "latest").await {
+            Ok(latest) => match Schema::parse_str(&latest.schema) {
+                Ok(writer) => match compat::can_read(&writer, &reader_schema) {
+                    Ok(()) => (latest.version.to_string(), "ok: can read".to_owned()),
+                    Err((rule, field)) => {
+                        failed += 1;
+                        let field = field.map(|f| format!(" (field `{f}`)")).unwrap_or_default();
+                        (
+                            latest.version.to_string(),
+                            format!("cannot read{field}: {rule}"),
+                        )
+                    }
+                },
+                Err(e) => {
+                    failed += 1;
+                    (
+                        latest.version.to_string(),
+                        format!("registered schema is invalid: {e}"),
+                    )
+                }
+            },
+            Err(RegistryError::NotFound { .. }) => {
+                failed += 1;
+                ("-".into(), "not registered".into())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let event = r.event.clone().unwrap_or_else(|| "*".into());
+        t.add_row(vec![
+            r.topic.clone(),
+            event,
+            handler_name(r),
+            subject,
+            version,
+            status,
+        ]);
+    }
+    println!("{t}");
+    if failed > 0 {
+        return Err(format!(
+            "{failed} handler(s) cannot read their subject's latest schema; update the payload types or the registered schemas"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// An AsyncAPI 3.0 document: channels from topics, messages from events,
+/// payloads from the types (their Avro schemas where they have one).
+fn asyncapi(config: &Config, routes: &[RouteInfo]) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let mut channels = Map::new();
+    let mut operations = Map::new();
+    let mut messages = Map::new();
+    for r in routes.iter().filter(|r| r.subscribed) {
+        let event = r.event.clone().unwrap_or_else(|| "any".into());
+        let msg_id = format!("{}.{}", r.topic, event).replace(['/', '~'], "_");
+        let payload = match &r.reader_schema {
+            Some(s) if r.codec == "avro" => json!({
+                "schemaFormat": "application/vnd.apache.avro+json;version=1.9.0",
+                "schema": serde_json::from_str::<Value>(s).unwrap_or(Value::Null),
+            }),
+            _ => {
+                json!({ "description": format!("JSON, decoded as the Rust type `{}`", r.payload) })
+            }
+        };
+        let content_type = if r.codec == "avro" {
+            "application/avro"
+        } else {
+            "application/json"
+        };
+        messages.insert(
+            msg_id.clone(),
+            json!({
+                "name": event,
+                "title": r.event.clone().unwrap_or_else(|| format!("every event of {}", r.topic)),
+                "contentType": content_type,
+                "payload": payload,
+            }),
+        );
+        let channel = channels
+            .entry(r.topic.clone())
+            .or_insert_with(|| json!({ "address": r.topic, "messages": {} }));
+        channel["messages"][&event] = json!({ "$ref": format!("#/components/messages/{msg_id}") });
+        operations.insert(
+            format!("{}_{}", r.handler, msg_id).replace('.', "_"),
+            json!({
+                "action": "receive",
+                "channel": { "$ref": format!("#/channels/{}", r.topic.replace('/', "~1")) },
+                "messages": [ { "$ref": format!("#/channels/{}/messages/{event}", r.topic.replace('/', "~1")) } ],
+                "summary": format!("handled by {} ({})", handler_name(r), r.location),
+            }),
+        );
+    }
+    json!({
+        "asyncapi": "3.0.0",
+        "info": { "title": config.app.name, "version": env!("CARGO_PKG_VERSION") },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": { "messages": messages },
+    })
+}
