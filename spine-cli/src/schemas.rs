@@ -393,7 +393,7 @@ fn collect_defs(
                     if let Some(n) = &inner_ns {
                         def.insert("namespace".into(), Value::String(n.clone()));
                     }
-                    defs.entry(full_name(name, ns))
+                    defs.entry(full_name(name, inner))
                         .or_insert((file, Value::Object(def)));
                 }
             }
@@ -454,7 +454,7 @@ fn inline(
                     .and_then(Value::as_str)
                     .is_some_and(|t| matches!(t, "record" | "enum" | "fixed" | "error"))
                 {
-                    seen.insert(full_name(name, ns));
+                    seen.insert(full_name(name, inner));
                 }
             }
             let mut out = obj.clone();
