@@ -62,10 +62,20 @@ async fn register_check_list_on_a_running_registry() {
     write(dir, "shipments.avsc", SHIPMENT);
 
     // A dry run changes nothing.
-    let out = spine(&["schemas", "register", "--registry", &url, "--dry-run"], dir);
+    let out = spine(
+        &["schemas", "register", "--registry", &url, "--dry-run"],
+        dir,
+    );
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("new (not registered)"), "{}", text(&out));
-    assert!(client.subjects().await.unwrap().is_empty(), "dry run registered nothing");
+    assert!(
+        text(&out).contains("new (not registered)"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        client.subjects().await.unwrap().is_empty(),
+        "dry run registered nothing"
+    );
 
     // First registration.
     let out = spine(&["schemas", "register", "--registry", &url], dir);
@@ -74,7 +84,10 @@ async fn register_check_list_on_a_running_registry() {
     let mut subjects = client.subjects().await.unwrap();
     subjects.sort();
     assert_eq!(subjects, ["orders-value", "shipments-value"], "{t}");
-    assert!(t.contains("shared type, inlined into shipments.avsc"), "{t}");
+    assert!(
+        t.contains("shared type, inlined into shipments.avsc"),
+        "{t}"
+    );
     // The shared type was inlined: the registered schema is self-contained.
     let shipment = client.version("shipments-value", "latest").await.unwrap();
     assert!(shipment.schema.contains("\"city\""), "{}", shipment.schema);
@@ -90,7 +103,11 @@ async fn register_check_list_on_a_running_registry() {
     write(dir, "orders.avsc", ORDER_V2_COMPATIBLE);
     let out = spine(&["schemas", "check", "--registry", &url], dir);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(client.versions("orders-value").await.unwrap(), [1], "check registers nothing");
+    assert_eq!(
+        client.versions("orders-value").await.unwrap(),
+        [1],
+        "check registers nothing"
+    );
     let out = spine(&["schemas", "register", "--registry", &url], dir);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(client.versions("orders-value").await.unwrap(), [1, 2]);
@@ -103,13 +120,20 @@ async fn register_check_list_on_a_running_registry() {
     assert!(t.contains("orders.avsc"), "names the file: {t}");
     assert!(t.contains("coupon"), "names the field: {t}");
     assert!(t.contains("BACKWARD"), "names the rule: {t}");
-    assert_eq!(client.versions("orders-value").await.unwrap(), [1, 2], "nothing registered");
+    assert_eq!(
+        client.versions("orders-value").await.unwrap(),
+        [1, 2],
+        "nothing registered"
+    );
 
     // List.
     let out = spine(&["schemas", "list", "--registry", &url], dir);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
-    assert!(t.contains("orders-value") && t.contains("shipments-value"), "{t}");
+    assert!(
+        t.contains("orders-value") && t.contains("shipments-value"),
+        "{t}"
+    );
     assert!(t.contains("2 subjects"), "{t}");
     reg.stop().await;
 }
@@ -121,17 +145,36 @@ async fn record_strategy_invalid_files_and_secrets() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write(dir, "orders.avsc", ORDER_V1);
-    write(dir, "broken.avsc", r#"{"type": "record", "name": "Broken", "fields": [{"name": "x", "type": "nope"}]}"#);
+    write(
+        dir,
+        "broken.avsc",
+        r#"{"type": "record", "name": "Broken", "fields": [{"name": "x", "type": "nope"}]}"#,
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_spine"))
-        .args(["schemas", "register", "--registry", &url, "--strategy", "record", "--token", "s3cr3t-token"])
+        .args([
+            "schemas",
+            "register",
+            "--registry",
+            &url,
+            "--strategy",
+            "record",
+            "--token",
+            "s3cr3t-token",
+        ])
         .current_dir(dir)
         .output()
         .unwrap();
     let t = text(&out);
     assert!(!out.status.success(), "an invalid file fails the run: {t}");
     assert!(t.contains("broken.avsc") && t.contains("invalid"), "{t}");
-    assert!(t.contains("shop.OrderPlaced"), "record strategy subject: {t}");
-    assert!(!t.contains("s3cr3t-token"), "the token is never printed: {t}");
+    assert!(
+        t.contains("shop.OrderPlaced"),
+        "record strategy subject: {t}"
+    );
+    assert!(
+        !t.contains("s3cr3t-token"),
+        "the token is never printed: {t}"
+    );
     let help = spine(&["schemas", "register", "--help"], dir);
     assert!(!text(&help).contains("s3cr3t"));
     reg.stop().await;
@@ -152,6 +195,9 @@ fn every_command_has_help_with_an_example() {
         let out = spine(&args, &dir);
         let t = text(&out);
         assert!(out.status.success(), "{args:?}: {t}");
-        assert!(t.contains("Example") || t.contains("first service"), "{args:?} has an example: {t}");
+        assert!(
+            t.contains("Example") || t.contains("first service"),
+            "{args:?} has an example: {t}"
+        );
     }
 }

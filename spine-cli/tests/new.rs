@@ -1,0 +1,229 @@
+//! `spine new`: each template generates a crate that builds and passes its own
+//! tests against this checkout of Spine (`--spine-path`); the service command
+//! line of a generated crate (`routes`, `schemas check`); and the refusals.
+//!
+//! The generated crates build in `target/generated` (not the workspace's own
+//! target directory, which the running `cargo test` holds), with this
+//! workspace's Cargo.lock, so that dependencies are built once for all three.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn spine_new(name: &str, template: &str, dir: &Path) -> PathBuf {
+    let out = Command::new(env!("CARGO_BIN_EXE_spine"))
+        .args(["new", name, "--template", template, "--path"])
+        .arg(dir)
+        .arg("--spine-path")
+        .arg(workspace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let krate = dir.join(name);
+    std::fs::copy(workspace().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    krate
+}
+
+fn cargo(krate: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(args).current_dir(krate).env(
+        "CARGO_TARGET_DIR",
+        workspace().join("target").join("generated"),
+    );
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SPINE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn every_template_builds_and_passes_its_tests() {
+    let tmp = tempfile::tempdir().unwrap();
+    for template in ["json", "avro", "pipeline"] {
+        let krate = spine_new(&format!("svc-{template}"), template, tmp.path());
+        for f in ["Cargo.toml", "src/main.rs", "spine.toml", "README.md"] {
+            assert!(krate.join(f).exists(), "{template}: {f}");
+        }
+        let out = cargo(&krate, &["test", "--quiet"]);
+        assert!(
+            out.status.success(),
+            "{template}: cargo test failed:\n{}",
+            text(&out)
+        );
+        assert!(
+            !text(&out).contains("warning:"),
+            "{template}: warnings:\n{}",
+            text(&out)
+        );
+    }
+    assert!(tmp.path().join("svc-avro/schemas/orders.avsc").exists());
+
+    // The service's own command line.
+    let json = tmp.path().join("svc-json");
+    let out = cargo(&json, &["run", "--quiet", "--", "routes"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("orders")
+            && t.contains("order.placed")
+            && t.contains("accept")
+            && t.contains("OrderPlaced"),
+        "{t}"
+    );
+    let out = cargo(&json, &["run", "--quiet", "--", "--help"]);
+    assert!(text(&out).contains("Examples:"), "{}", text(&out));
+    let pipeline = tmp.path().join("svc-pipeline");
+    let out = cargo(&pipeline, &["run", "--quiet", "--", "routes"]);
+    assert!(
+        text(&out).contains("count_words (pipeline: normalize → count)"),
+        "{}",
+        text(&out)
+    );
+    let out = cargo(&json, &["run", "--quiet", "--", "asyncapi"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("AsyncAPI JSON");
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    assert_eq!(doc["channels"]["orders"]["address"], "orders");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_avro_service_checks_its_types_against_the_registry() {
+    use spine_avro::registry::{Auth, DevRegistry, RegistryClient};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let krate = spine_new("svc-drift", "avro", tmp.path());
+    let reg = DevRegistry::new()
+        .start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = reg.url();
+
+    // Nothing registered yet: the check fails.
+    let out = cargo(
+        &krate,
+        &[
+            "run",
+            "--quiet",
+            "--",
+            "schemas",
+            "check",
+            "--registry",
+            &url,
+        ],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("not registered"), "{}", text(&out));
+
+    // Register the crate's schemas with the CLI: now it passes.
+    let out = Command::new(env!("CARGO_BIN_EXE_spine"))
+        .args(["schemas", "register", "--registry", &url])
+        .current_dir(&krate)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = cargo(
+        &krate,
+        &[
+            "run",
+            "--quiet",
+            "--",
+            "schemas",
+            "check",
+            "--registry",
+            &url,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("ok: can read"), "{}", text(&out));
+
+    // Drift: a writer schema the handler's type cannot read.
+    let client = RegistryClient::new(&url, Auth::None).unwrap();
+    client
+        .set_compatibility(
+            Some("orders-value"),
+            spine_avro::registry::CompatibilityLevel::None,
+        )
+        .await
+        .unwrap();
+    client
+        .register(
+            "orders-value",
+            r#"{"type": "record", "name": "OrderPlaced", "namespace": "com.example.svc_drift",
+                "fields": [{"name": "order_id", "type": "long"}, {"name": "amount_cents", "type": "long"}]}"#,
+        )
+        .await
+        .unwrap();
+    let out = cargo(
+        &krate,
+        &[
+            "run",
+            "--quiet",
+            "--",
+            "schemas",
+            "check",
+            "--registry",
+            &url,
+        ],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("order_id"),
+        "names the field: {}",
+        text(&out)
+    );
+    reg.stop().await;
+}
+
+#[test]
+fn new_refuses_bad_names_and_non_empty_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_spine"))
+            .args(["new", name, "--path"])
+            .arg(tmp.path())
+            .output()
+            .unwrap()
+    };
+    let out = run("1-bad name");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("not a valid crate name"),
+        "{}",
+        text(&out)
+    );
+    std::fs::create_dir_all(tmp.path().join("taken")).unwrap();
+    std::fs::write(tmp.path().join("taken/keep.txt"), "mine").unwrap();
+    let out = run("taken");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("exists and is not empty"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("taken/keep.txt")).unwrap(),
+        "mine"
+    );
+    let out = run("fresh");
+    assert!(out.status.success(), "{}", text(&out));
+    let manifest = std::fs::read_to_string(tmp.path().join("fresh/Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!("spine = \"{}\"", env!("CARGO_PKG_VERSION"))),
+        "released version by default: {manifest}"
+    );
+}
