@@ -31,6 +31,16 @@ pub(crate) enum Command {
     /// Consumer-group offsets.
     #[command(subcommand)]
     Offsets(OffsetsCommand),
+    /// Publishes one event (JSON, or Avro through the registry for Avro topics).
+    #[command(
+        after_help = "Examples:\n  spine send orders order.placed '{\"order_id\": \"o-1\", \"amount_cents\": 100}' --key o-1\n  spine send orders order.placed '{\"order_id\": \"o-1\", \"amount_cents\": 100}' --avro --registry http://127.0.0.1:8081"
+    )]
+    Send(SendArgs),
+    /// Prints the records arriving on a topic (Avro decoded through the registry).
+    #[command(
+        after_help = "Examples:\n  spine tail orders.accepted\n  spine tail orders.accepted --from-beginning --count 1 --timeout 30s"
+    )]
+    Tail(TailArgs),
     /// Starts a local Kafka (librdkafka's mock cluster) and a dev schema registry.
     #[command(
         after_help = "Examples:\n  spine dev\n  spine dev --broker-port 19092 --registry-port 18081 --topic orders:3 --register schemas\n\nCtrl-C stops both."
@@ -68,13 +78,13 @@ pub(crate) struct NewArgs {
 /// and are never printed.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct RegistryArgs {
-    /// The schema registry's URL.
+    /// The schema registry's URL (default: `[schema_registry] url` of ./spine.toml).
     #[arg(
         long = "registry",
         env = "SPINE_SCHEMA_REGISTRY_URL",
         value_name = "URL"
     )]
-    pub(crate) url: String,
+    pub(crate) url: Option<String>,
     /// Basic-auth user name.
     #[arg(long, env = "SPINE_SCHEMA_REGISTRY_USERNAME", requires = "password")]
     pub(crate) username: Option<String>,
@@ -181,6 +191,66 @@ pub(crate) struct ResetArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    /// The topic.
+    pub(crate) topic: String,
+    /// The event name (`ce_type`).
+    pub(crate) event: String,
+    /// The payload, as JSON.
+    pub(crate) json: String,
+    /// The key.
+    #[arg(long)]
+    pub(crate) key: Option<String>,
+    /// Encode as Avro with the subject's latest schema (also when spine.toml says `codec = "avro"`).
+    #[arg(long)]
+    pub(crate) avro: bool,
+    /// The schema registry, for Avro.
+    #[arg(long, env = "SPINE_SCHEMA_REGISTRY_URL", value_name = "URL")]
+    pub(crate) registry: Option<String>,
+    /// The brokers.
+    #[arg(
+        long,
+        env = "SPINE_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub(crate) bootstrap_servers: String,
+    /// The service's spine.toml (for topic codecs and the registry).
+    #[arg(long, default_value = "spine.toml")]
+    pub(crate) config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TailArgs {
+    /// The topic.
+    pub(crate) topic: String,
+    /// Start from the beginning instead of the end.
+    #[arg(long)]
+    pub(crate) from_beginning: bool,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub(crate) count: Option<usize>,
+    /// Give up after this long (e.g. `30s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) timeout: Option<std::time::Duration>,
+    /// Decode as Avro (also when spine.toml says `codec = "avro"`).
+    #[arg(long)]
+    pub(crate) avro: bool,
+    /// The schema registry, for Avro.
+    #[arg(long, env = "SPINE_SCHEMA_REGISTRY_URL", value_name = "URL")]
+    pub(crate) registry: Option<String>,
+    /// The brokers.
+    #[arg(
+        long,
+        env = "SPINE_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub(crate) bootstrap_servers: String,
+    /// The service's spine.toml (for topic codecs and the registry).
+    #[arg(long, default_value = "spine.toml")]
+    pub(crate) config: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct DevArgs {
     /// The port clients bootstrap on.
     #[arg(long, default_value_t = 9092)]
@@ -188,7 +258,8 @@ pub(crate) struct DevArgs {
     /// The dev schema registry's port.
     #[arg(long, default_value_t = 8081)]
     pub(crate) registry_port: u16,
-    /// Topics to create, as NAME or NAME:PARTITIONS (others are created on first use).
+    /// Topics to create, as NAME or NAME:PARTITIONS, besides those of ./spine.toml
+    /// (`[topics.<name>]` and `[app] topics`, 3 partitions each).
     #[arg(long = "topic", value_name = "NAME[:PARTITIONS]")]
     pub(crate) topics: Vec<String>,
     /// Registers the `.avsc` files of this directory at startup.
@@ -211,6 +282,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
             crate::schemas::list(&registry).await
         }
         Command::Offsets(OffsetsCommand::Reset(args)) => crate::offsets::reset(&args).await,
+        Command::Send(args) => crate::events::send(&args).await,
+        Command::Tail(args) => crate::events::tail(&args).await,
         Command::Dev(args) => crate::dev::run(&args).await,
     }
 }

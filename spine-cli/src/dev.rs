@@ -16,7 +16,17 @@ use crate::error::{io, CliError};
 
 pub(crate) async fn run(args: &DevArgs) -> Result<(), CliError> {
     let mock = MockKafka::start(1)?;
-    for t in &args.topics {
+    // The topics spine.toml names (3 partitions each), then --topic.
+    let mut topics: Vec<String> = Vec::new();
+    let toml = std::path::Path::new("spine.toml");
+    if toml.exists() {
+        let c = spine::Config::from_file(toml)?;
+        for t in c.topics.keys().chain(&c.app.topics) {
+            topics.push(format!("{t}:3"));
+        }
+    }
+    topics.extend(args.topics.iter().cloned());
+    for t in &topics {
         let (name, partitions) = match t.split_once(':') {
             Some((n, p)) => (
                 n,
@@ -65,12 +75,15 @@ pub(crate) async fn run(args: &DevArgs) -> Result<(), CliError> {
             config: "spine.toml".into(),
         };
         let reg = RegistryArgs {
-            url: registry.url(),
+            url: Some(registry.url()),
             username: None,
             password: None,
             token: None,
         };
         crate::schemas::register(&files, &reg, true).await?;
+    }
+    if !topics.is_empty() {
+        println!("Topics: {}", topics.join(", "));
     }
     println!("Kafka (librdkafka mock cluster): {broker_addr} (forwarding to {target})");
     println!("Schema registry (dev):           {}", registry.url());

@@ -4,6 +4,7 @@
 mod cli;
 mod dev;
 mod error;
+mod events;
 mod new;
 mod offsets;
 mod schemas;

@@ -48,7 +48,25 @@ pub(crate) fn client(r: &RegistryArgs) -> Result<RegistryClient, CliError> {
         },
         _ => Auth::None,
     };
-    Ok(RegistryClient::new(&r.url, auth)?)
+    let url = match &r.url {
+        Some(u) => u.clone(),
+        None => registry_from_config(Path::new("spine.toml"))?.ok_or_else(|| {
+            CliError::Refused(
+                "no schema registry: pass --registry URL, set SPINE_SCHEMA_REGISTRY_URL, or set \
+                 [schema_registry] url in ./spine.toml"
+                    .into(),
+            )
+        })?,
+    };
+    Ok(RegistryClient::new(&url, auth)?)
+}
+
+fn registry_from_config(path: &Path) -> Result<Option<String>, CliError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    Ok(spine::Config::from_toml(&text)?.schema_registry.url)
 }
 
 /// Registers (when `write`) or checks every schema file; prints the table.

@@ -191,6 +191,8 @@ fn every_command_has_help_with_an_example() {
         vec!["schemas", "list", "--help"],
         vec!["offsets", "reset", "--help"],
         vec!["dev", "--help"],
+        vec!["send", "--help"],
+        vec!["tail", "--help"],
     ] {
         let out = spine(&args, &dir);
         let t = text(&out);

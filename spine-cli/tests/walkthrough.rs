@@ -1,0 +1,182 @@
+//! The README's "your first service in five minutes", step by step, as a user
+//! would type it: `spine new`, `spine dev`, `spine schemas register`,
+//! `cargo run`, `spine send`, `spine tail` shows the reply.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spine(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_spine"));
+    c.current_dir(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SPINE_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn signal(child: &mut Child, sig: &str) -> std::process::ExitStatus {
+    assert!(Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    child.wait().unwrap()
+}
+
+#[test]
+fn first_service_in_five_minutes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 1. spine new
+    let out = spine(tmp.path())
+        .args([
+            "new",
+            "orders-service",
+            "--template",
+            "avro",
+            "--spine-path",
+        ])
+        .arg(workspace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let krate = tmp.path().join("orders-service");
+    std::fs::copy(workspace().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    // Build first, so the service starts at once later.
+    let target = workspace().join("target").join("generated");
+    let build = Command::new(env!("CARGO"))
+        .args(["build", "--quiet"])
+        .current_dir(&krate)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", text(&build));
+
+    // 2. spine dev (in the service's directory: it creates spine.toml's topics)
+    let (broker, registry) = (free_port(), free_port());
+    let mut dev = spine(&krate)
+        .args([
+            "dev",
+            "--broker-port",
+            &broker.to_string(),
+            "--registry-port",
+            &registry.to_string(),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    // Kept open until the end: `spine dev` prints on its way out.
+    let mut dev_out = BufReader::new(dev.stdout.take().unwrap()).lines();
+    for line in dev_out.by_ref() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.starts_with("Ready.") {
+            break;
+        }
+    }
+    assert!(
+        banner.contains("orders:3") && banner.contains("orders.accepted:3"),
+        "{banner}"
+    );
+    let bootstrap = format!("127.0.0.1:{broker}");
+    let url = format!("http://127.0.0.1:{registry}");
+
+    // 3. spine schemas register
+    let out = spine(&krate)
+        .args(["schemas", "register", "--registry", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("orders-value") && text(&out).contains("orders.accepted-value"),
+        "{}",
+        text(&out)
+    );
+
+    // 4. cargo run
+    let log = std::fs::File::create(tmp.path().join("service.log")).unwrap();
+    let mut service = Command::new(target.join("debug").join("orders-service"))
+        .current_dir(&krate)
+        .env("SPINE_BOOTSTRAP_SERVERS", &bootstrap)
+        .env("SPINE_SCHEMA_REGISTRY_URL", &url)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+
+    // 5. spine send
+    let out = spine(&krate)
+        .args([
+            "send",
+            "orders",
+            "order.placed",
+            r#"{"order_id": "o-1", "amount_cents": 100}"#,
+            "--key",
+            "o-1",
+        ])
+        .args(["--bootstrap-servers", &bootstrap, "--registry", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // 6. spine tail shows the reply
+    let out = spine(&krate)
+        .args([
+            "tail",
+            "orders.accepted",
+            "--from-beginning",
+            "--count",
+            "1",
+            "--timeout",
+            "90s",
+        ])
+        .args(["--bootstrap-servers", &bootstrap, "--registry", &url])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    let service_status = signal(&mut service, "-TERM");
+    let dev_status = signal(&mut dev, "-INT");
+    let log = std::fs::read_to_string(tmp.path().join("service.log")).unwrap_or_default();
+    assert!(out.status.success(), "{t}\nservice log:\n{log}");
+    assert!(t.contains("order.accepted"), "{t}");
+    assert!(
+        t.contains(r#""order_id":"o-1""#) && t.contains(r#""accepted":true"#),
+        "decoded from Avro: {t}"
+    );
+    assert!(
+        service_status.success(),
+        "SIGTERM stops the service cleanly\n{log}"
+    );
+    assert!(dev_status.success(), "Ctrl-C stops spine dev cleanly");
+    let rest: Vec<String> = dev_out.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.starts_with("Stopping")), "{rest:?}");
+}
