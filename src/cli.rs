@@ -33,11 +33,42 @@ enum ServiceCommand {
     #[command(after_help = "Example:\n  my-service routes")]
     Routes,
     /// Avro schemas of the handlers' payload types.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  my-service schemas export schemas/\n  my-service schemas check --registry http://127.0.0.1:8081"
+    )]
     Schemas(SchemasCommand),
+    /// Reprocesses a range of offsets through the same handlers, without moving
+    /// the live group's committed offsets. Publishes nothing unless --publish.
+    #[command(
+        after_help = "Examples:\n  my-service replay --group my-service-replay --from 2026-11-24T09:00:00Z --until 2026-11-24T10:00:00Z --dry-run\n  my-service replay --group my-service-replay --from earliest --publish"
+    )]
+    Replay(ReplayArgs),
     /// Prints an AsyncAPI 3.0 document (JSON) of the service.
     #[command(after_help = "Example:\n  my-service asyncapi > asyncapi.json")]
     Asyncapi,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReplayArgs {
+    /// The replay's own consumer group (never committed; not the live group).
+    #[arg(long)]
+    group: String,
+    /// Where to start: `earliest`, an offset, or an RFC 3339 time.
+    #[arg(long, value_name = "WHERE")]
+    from: spine_core::Position,
+    /// Where to stop (exclusive): an offset, an RFC 3339 time, or `latest` (the default: the end as it is now).
+    #[arg(long, value_name = "WHERE", default_value = "latest")]
+    until: spine_core::Position,
+    /// Print the events that would be published, one per line.
+    #[arg(long)]
+    dry_run: bool,
+    /// Publish what the handlers produce (replies, emitted events, dead letters).
+    #[arg(long, conflicts_with = "dry_run")]
+    publish: bool,
+    /// Only this topic (repeatable; default: every topic the service handles).
+    #[arg(long)]
+    topic: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,7 +108,27 @@ enum SchemasCommand {
 /// }
 /// ```
 pub async fn run(builder: Builder) -> ExitCode {
-    let cli = ServiceCli::parse();
+    run_from(builder, std::env::args_os()).await
+}
+
+/// [`run`] with the given command line instead of the process's (the first
+/// item is the program's name).
+pub async fn run_from<I, T>(builder: Builder, args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match ServiceCli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let result = match cli.command.unwrap_or(ServiceCommand::Run) {
         ServiceCommand::Run => run_app(builder).await,
         ServiceCommand::Routes => builder
@@ -88,6 +139,7 @@ pub async fn run(builder: Builder) -> ExitCode {
         ServiceCommand::Schemas(SchemasCommand::Check { registry }) => {
             check(builder, registry).await
         }
+        ServiceCommand::Replay(args) => replay(builder, args).await,
         ServiceCommand::Asyncapi => builder
             .describe()
             .map(|(c, r)| {
@@ -111,6 +163,74 @@ type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 async fn run_app(builder: Builder) -> CliResult {
     builder.build()?.run().await?;
+    Ok(())
+}
+
+async fn replay(builder: Builder, args: ReplayArgs) -> CliResult {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let options = spine_core::ReplayOptions {
+        group: args.group,
+        from: args.from,
+        until: args.until,
+        publish: args.publish,
+        topics: args.topic,
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut progress =
+        |all: &[spine_core::ReplayRange], r: &spine_core::ReplayRange, offset: i64| {
+            if bar.length() == Some(0) {
+                bar.set_length(all.iter().map(|r| (r.until - r.from) as u64).sum());
+            }
+            bar.inc(1);
+            bar.set_message(format!(
+                "{}[{}] offset {offset} of {}..{}",
+                r.topic, r.partition, r.from, r.until
+            ));
+        };
+    let report = builder.replay(options, &mut progress).await?;
+    bar.finish_and_clear();
+    let total: i64 = report.ranges.iter().map(|r| r.until - r.from).sum();
+    let mut t = table(&["topic", "partition", "from", "until"]);
+    for r in &report.ranges {
+        t.add_row(vec![
+            r.topic.clone(),
+            r.partition.to_string(),
+            r.from.to_string(),
+            r.until.to_string(),
+        ]);
+    }
+    println!("{t}");
+    if args.dry_run {
+        for s in &report.unpublished {
+            let payload = s
+                .payload
+                .as_deref()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default();
+            println!(
+                "would publish {} {} {}",
+                s.topic,
+                s.event().unwrap_or("-"),
+                payload
+            );
+        }
+    }
+    let what = if args.publish {
+        "published".to_owned()
+    } else {
+        format!(
+            "{} record(s) not published (use --publish)",
+            report.unpublished.len()
+        )
+    };
+    println!(
+        "Replayed {} of {total} message(s); {what}. The live group's offsets were not touched.",
+        report.messages
+    );
     Ok(())
 }
 
@@ -322,4 +442,35 @@ fn asyncapi(config: &Config, routes: &[RouteInfo]) -> serde_json::Value {
         "operations": operations,
         "components": { "messages": messages },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::ServiceCli;
+
+    #[test]
+    fn every_service_command_has_help_with_an_example() {
+        let mut cli = ServiceCli::command();
+        cli.build();
+        let mut seen = 0;
+        let mut stack: Vec<clap::Command> = vec![cli];
+        while let Some(mut c) = stack.pop() {
+            let help = c.render_long_help().to_string();
+            let name = c.get_name().to_owned();
+            assert!(
+                help.contains("Example"),
+                "`{name}` --help has an example:\n{help}"
+            );
+            seen += 1;
+            stack.extend(
+                c.get_subcommands()
+                    .filter(|s| s.get_name() != "help")
+                    .cloned(),
+            );
+        }
+        // run, routes, schemas (export, check), replay, asyncapi, and the root.
+        assert!(seen >= 8, "{seen}");
+    }
 }

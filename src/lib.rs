@@ -33,9 +33,11 @@
 #![warn(missing_docs)]
 
 mod cli;
-pub use cli::run;
+pub use cli::{run, run_from};
 
-pub use spine_core::{aggregate, request, respond, Aggregate, RouteInfo};
+pub use spine_core::{
+    aggregate, request, respond, Aggregate, Position, ReplayOptions, ReplayReport, RouteInfo,
+};
 pub use spine_core::{
     codec, config, dev, headers, metrics, middleware, testing, App, Builder, Config, Context,
     EmitError, Error, Failure, FailureKind, FromRecord, Handler, HandlerDescriptor, HandlerError,
