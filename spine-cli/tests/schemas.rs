@@ -180,6 +180,26 @@ async fn record_strategy_invalid_files_and_secrets() {
     reg.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spine_toml_maps_a_file_to_its_topic() {
+    let reg = registry().await;
+    let url = reg.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "order_placed.avsc", ORDER_V1);
+    std::fs::write(
+        dir.join("spine.toml"),
+        format!("[schema_registry]\nurl = \"{url}\"\n\n[topics.\"shop.orders\"]\nschema = \"schemas/order_placed.avsc\"\n"),
+    )
+    .unwrap();
+    // No --registry: the URL comes from spine.toml too.
+    let out = spine(&["schemas", "register"], dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let client = RegistryClient::new(&url, Auth::None).unwrap();
+    assert_eq!(client.subjects().await.unwrap(), ["shop.orders-value"]);
+    reg.stop().await;
+}
+
 #[test]
 fn every_command_has_help_with_an_example() {
     let dir = std::env::temp_dir();
