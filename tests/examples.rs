@@ -42,19 +42,28 @@ fn clean_env(cmd: &mut Command) -> &mut Command {
     )
 }
 
-#[test]
-fn demo_mode_runs_on_the_embedded_mock_cluster() {
-    let out = clean_env(&mut Command::new(example("orders")))
-        .env("ORDERS_DEMO_COUNT", "50")
-        .output()
-        .expect("example runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+/// Runs an example in demo mode (no broker configured) with `env`, checks
+/// that it exits 0, and returns its stdout.
+fn demo(name: &str, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(example(name));
+    clean_env(&mut cmd);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("example runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        "{name}: exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn demo_mode_runs_on_the_embedded_mock_cluster() {
+    let stdout = demo("orders", &[("ORDERS_DEMO_COUNT", "50")]);
     assert!(
         stdout.contains("Summary: consumed 50, handled 45, replied 45, dead-lettered 5"),
         "unexpected summary:\n{stdout}"
@@ -63,17 +72,7 @@ fn demo_mode_runs_on_the_embedded_mock_cluster() {
 
 #[test]
 fn avro_demo_mode_runs_with_the_mock_cluster_and_the_dev_registry() {
-    let out = clean_env(&mut Command::new(example("orders_avro")))
-        .env("ORDERS_DEMO_COUNT", "50")
-        .output()
-        .expect("example runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = demo("orders_avro", &[("ORDERS_DEMO_COUNT", "50")]);
     assert!(
         stdout.contains("Dev schema registry at http://127.0.0.1:"),
         "{stdout}"
@@ -86,17 +85,7 @@ fn avro_demo_mode_runs_with_the_mock_cluster_and_the_dev_registry() {
 
 #[test]
 fn pipeline_demo_normalises_enriches_by_request_and_publishes() {
-    let out = clean_env(&mut Command::new(example("pipeline")))
-        .env("PIPELINE_DEMO_COUNT", "20")
-        .output()
-        .expect("example runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = demo("pipeline", &[("PIPELINE_DEMO_COUNT", "20")]);
     // Every fifth sample is blank: the first step ends those.
     assert!(
         stdout.contains(
@@ -108,18 +97,13 @@ fn pipeline_demo_normalises_enriches_by_request_and_publishes() {
 
 #[test]
 fn aggregate_demo_pays_orders_and_expires_the_unpaid() {
-    let out = clean_env(&mut Command::new(example("aggregate")))
-        .env("AGGREGATE_DEMO_COUNT", "20")
-        // The config override of the example's 10 s timeout.
-        .env("SPINE_AGGREGATIONS__ORDER_PAID__TIMEOUT", "1s")
-        .output()
-        .expect("example runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+    // The config override of the example's 10 s timeout.
+    let stdout = demo(
+        "aggregate",
+        &[
+            ("AGGREGATE_DEMO_COUNT", "20"),
+            ("SPINE_AGGREGATIONS__ORDER_PAID__TIMEOUT", "1s"),
+        ],
     );
     assert!(
         stdout.contains(
@@ -131,15 +115,7 @@ fn aggregate_demo_pays_orders_and_expires_the_unpaid() {
 
 #[test]
 fn middleware_example_counts_every_outcome() {
-    let out = clean_env(&mut Command::new(example("middleware")))
-        .output()
-        .expect("example runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = demo("middleware", &[]);
     let lines: Vec<Vec<&str>> = stdout
         .lines()
         .map(|l| l.split_whitespace().collect())

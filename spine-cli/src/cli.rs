@@ -204,19 +204,8 @@ pub(crate) struct SendArgs {
     /// Encode as Avro with the subject's latest schema (also when spine.toml says `codec = "avro"`).
     #[arg(long)]
     pub(crate) avro: bool,
-    /// The schema registry, for Avro.
-    #[arg(long, env = "SPINE_SCHEMA_REGISTRY_URL", value_name = "URL")]
-    pub(crate) registry: Option<String>,
-    /// The brokers.
-    #[arg(
-        long,
-        env = "SPINE_BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    pub(crate) bootstrap_servers: String,
-    /// The service's spine.toml (for topic codecs and the registry).
-    #[arg(long, default_value = "spine.toml")]
-    pub(crate) config: PathBuf,
+    #[command(flatten)]
+    pub(crate) target: Target,
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +224,13 @@ pub(crate) struct TailArgs {
     /// Decode as Avro (also when spine.toml says `codec = "avro"`).
     #[arg(long)]
     pub(crate) avro: bool,
+    #[command(flatten)]
+    pub(crate) target: Target,
+}
+
+/// Where `send` and `tail` find the brokers, the registry and the topics' codecs.
+#[derive(Debug, Args)]
+pub(crate) struct Target {
     /// The schema registry, for Avro.
     #[arg(long, env = "SPINE_SCHEMA_REGISTRY_URL", value_name = "URL")]
     pub(crate) registry: Option<String>,

@@ -1,7 +1,6 @@
 //! `spine send` and `spine tail`: publish one event and watch a topic, JSON or
 //! Avro (through the schema registry), with CloudEvents headers.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -10,20 +9,20 @@ use rdkafka::message::Headers;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use spine::Publisher;
 
-use crate::cli::{SendArgs, TailArgs};
+use crate::cli::{SendArgs, TailArgs, Target};
 use crate::error::CliError;
 
 /// spine.toml if present (for codecs and the registry), with the command's
 /// bootstrap servers and registry.
-fn config(path: &Path, bootstrap: &str, registry: Option<&str>) -> Result<spine::Config, CliError> {
-    let mut c = if path.exists() {
-        spine::Config::from_file(path)?
+fn config(t: &Target) -> Result<spine::Config, CliError> {
+    let mut c = if t.config.exists() {
+        spine::Config::from_file(&t.config)?
     } else {
         spine::Config::default()
     };
-    c.set_kafka("bootstrap.servers", bootstrap);
-    if let Some(r) = registry {
-        c.schema_registry.url = Some(r.to_owned());
+    c.set_kafka("bootstrap.servers", &t.bootstrap_servers);
+    if let Some(r) = &t.registry {
+        c.schema_registry.url = Some(r.clone());
     }
     if c.app.name == spine::config::AppConfig::default().name {
         c.app.name = "spine-cli".into();
@@ -41,11 +40,7 @@ pub(crate) async fn send(args: &SendArgs) -> Result<(), CliError> {
             "the payload is not JSON ({e}); quote it: '{{\"order_id\": \"o-1\"}}'"
         ))
     })?;
-    let c = config(
-        &args.config,
-        &args.bootstrap_servers,
-        args.registry.as_deref(),
-    )?;
+    let c = config(&args.target)?;
     let publisher = Publisher::new(&c)?;
     if is_avro(&c, &args.topic, args.avro) {
         if c.schema_registry.url.is_none() {
@@ -83,13 +78,9 @@ pub(crate) async fn send(args: &SendArgs) -> Result<(), CliError> {
 }
 
 pub(crate) async fn tail(args: &TailArgs) -> Result<(), CliError> {
-    let c = config(
-        &args.config,
-        &args.bootstrap_servers,
-        args.registry.as_deref(),
-    )?;
+    let c = config(&args.target)?;
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &args.bootstrap_servers)
+        .set("bootstrap.servers", &args.target.bootstrap_servers)
         .set("group.id", "spine-cli-tail")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "50")

@@ -6,41 +6,16 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use spine::Position;
+
 use crate::cli::ResetArgs;
 use crate::error::CliError;
 
-/// Where to move the offsets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Target {
-    Earliest,
-    Latest,
-    Offset(i64),
-    /// Milliseconds since the epoch.
-    Time(i64),
-}
-
-pub(crate) fn parse_target(s: &str) -> Result<Target, CliError> {
-    match s {
-        "earliest" => Ok(Target::Earliest),
-        "latest" => Ok(Target::Latest),
-        _ => {
-            if let Ok(n) = s.parse::<i64>() {
-                if n < 0 {
-                    return Err(CliError::Refused(format!("offset {n} is negative")));
-                }
-                return Ok(Target::Offset(n));
-            }
-            humantime::parse_rfc3339_weak(s)
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| Target::Time(d.as_millis() as i64))
-                .ok_or_else(|| {
-                    CliError::Refused(format!(
-                        "--to `{s}`: expected `earliest`, `latest`, an offset (e.g. 1200) or an RFC 3339 time (e.g. 2026-11-24T09:00:00Z)"
-                    ))
-                })
-        }
-    }
+/// `--to`: `earliest`, `latest`, an offset or an RFC 3339 time (the same
+/// positions as a service's `replay`).
+pub(crate) fn parse_target(s: &str) -> Result<Position, CliError> {
+    s.parse()
+        .map_err(|e| CliError::Refused(format!("--to {e}")))
 }
 
 fn consumer(bootstrap: &str, group: &str) -> Result<BaseConsumer, CliError> {
@@ -69,7 +44,7 @@ fn reset_blocking(
     bootstrap: &str,
     group: &str,
     topic: &str,
-    target: &Target,
+    target: &Position,
     force: bool,
 ) -> Result<(), CliError> {
     let timeout = Duration::from_secs(10);
@@ -105,7 +80,7 @@ fn reset_blocking(
     }
     let before = c.committed_offsets(tpl, timeout)?;
     let mut new = TopicPartitionList::new();
-    let times = if let Target::Time(ms) = target {
+    let times = if let Position::Time(ms) = target {
         let mut q = TopicPartitionList::new();
         for p in &partitions {
             q.add_partition_offset(topic, *p, Offset::Offset(*ms))?;
@@ -117,10 +92,10 @@ fn reset_blocking(
     for p in &partitions {
         let (low, high) = c.fetch_watermarks(topic, *p, timeout)?;
         let to = match target {
-            Target::Earliest => low,
-            Target::Latest => high,
-            Target::Offset(n) => (*n).clamp(low, high),
-            Target::Time(_) => match times
+            Position::Earliest => low,
+            Position::Latest => high,
+            Position::Offset(n) => (*n).clamp(low, high),
+            Position::Time(_) => match times
                 .as_ref()
                 .and_then(|t| t.find_partition(topic, *p))
                 .map(|e| e.offset())
@@ -157,12 +132,12 @@ fn reset_blocking(
     Ok(())
 }
 
-fn describe(t: &Target) -> String {
+fn describe(t: &Position) -> String {
     match t {
-        Target::Earliest => "the earliest".into(),
-        Target::Latest => "the latest".into(),
-        Target::Offset(n) => format!("offset {n} (within each partition's range)"),
-        Target::Time(ms) => format!("the first record at or after {ms} ms since the epoch"),
+        Position::Earliest => "the earliest".into(),
+        Position::Latest => "the latest".into(),
+        Position::Offset(n) => format!("offset {n} (within each partition's range)"),
+        Position::Time(ms) => format!("the first record at or after {ms} ms since the epoch"),
     }
 }
 
@@ -172,12 +147,12 @@ mod tests {
 
     #[test]
     fn targets() {
-        assert_eq!(parse_target("earliest").unwrap(), Target::Earliest);
-        assert_eq!(parse_target("latest").unwrap(), Target::Latest);
-        assert_eq!(parse_target("42").unwrap(), Target::Offset(42));
+        assert_eq!(parse_target("earliest").unwrap(), Position::Earliest);
+        assert_eq!(parse_target("latest").unwrap(), Position::Latest);
+        assert_eq!(parse_target("42").unwrap(), Position::Offset(42));
         assert_eq!(
             parse_target("1970-01-01T00:00:01Z").unwrap(),
-            Target::Time(1000)
+            Position::Time(1000)
         );
         assert!(parse_target("-1").is_err());
         assert!(parse_target("yesterday")

@@ -2,6 +2,8 @@
 //! a forwarder) and the dev registry, with schemas registered at startup;
 //! produce and consume through it, query the registry, then Ctrl-C.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,13 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use spine_avro::registry::{Auth, RegistryClient};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::free_port;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_serves_kafka_and_a_registry_until_ctrl_c() {

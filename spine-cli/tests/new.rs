@@ -6,23 +6,12 @@
 //! target directory, which the running `cargo test` holds), with this
 //! workspace's Cargo.lock, so that dependencies are built once for all three.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{text, workspace};
 
 fn spine_new(name: &str, template: &str, dir: &Path) -> PathBuf {
     let out = Command::new(env!("CARGO_BIN_EXE_spine"))

@@ -2,6 +2,8 @@
 //! checked with an independent client: to earliest, to an offset, to a time,
 //! to latest; and the refusal while the group has an active member.
 
+mod common;
+
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -10,6 +12,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use common::text;
 
 fn bootstrap() -> String {
     std::env::var("SPINE_TEST_BOOTSTRAP")
@@ -22,14 +26,6 @@ fn spine(args: &[&str]) -> Output {
         .args(["--bootstrap-servers", &bootstrap()])
         .output()
         .expect("spine runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The group's committed offset of partition 0, read by a separate client.

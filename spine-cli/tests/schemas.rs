@@ -3,10 +3,14 @@
 //! incompatible one (non-zero exit naming the field), a dry run, a type shared
 //! between files, and secrets never printed.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 use spine_avro::registry::{Auth, DevRegistry, DevRegistryHandle, RegistryClient};
+
+use common::text;
 
 fn spine(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_spine"))
@@ -15,14 +19,6 @@ fn spine(args: &[&str], dir: &Path) -> Output {
         .env_remove("SPINE_SCHEMA_REGISTRY_URL")
         .output()
         .expect("spine runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 async fn registry() -> DevRegistryHandle {

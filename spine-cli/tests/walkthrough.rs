@@ -2,52 +2,12 @@
 //! would type it: `spine new`, `spine dev`, `spine schemas register`,
 //! `cargo run`, `spine send`, `spine tail` shows the reply.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spine(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_spine"));
-    c.current_dir(dir);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SPINE_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-fn signal(child: &mut Child, sig: &str) -> std::process::ExitStatus {
-    assert!(Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    child.wait().unwrap()
-}
+use common::{free_port, signal, spine, text, workspace};
 
 #[test]
 fn first_service_in_five_minutes() {

@@ -494,20 +494,13 @@ impl Aggregator {
 
     /// Dead-letters every record of an incomplete aggregate, then releases them.
     async fn expire(&self, shared: &Shared, p: Pending, why: &'static str, reason: &str) {
-        let had: Vec<&str> = self
-            .parts
-            .iter()
-            .zip(&p.parts)
-            .filter(|(_, v)| v.is_some())
-            .map(|(n, _)| n.as_str())
-            .collect();
-        let missing: Vec<&str> = self
-            .parts
-            .iter()
-            .zip(&p.parts)
-            .filter(|(_, v)| v.is_none())
-            .map(|(n, _)| n.as_str())
-            .collect();
+        let (mut had, mut missing) = (Vec::new(), Vec::new());
+        for (name, part) in self.parts.iter().zip(&p.parts) {
+            match part {
+                Some(_) => had.push(name.as_str()),
+                None => missing.push(name.as_str()),
+            }
+        }
         let message = format!(
             "aggregate `{}` with id `{}` expired ({reason}); had [{}], missing [{}]",
             self.name,

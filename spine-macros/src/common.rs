@@ -2,7 +2,47 @@
 //! glue and type names as written.
 
 use proc_macro2::TokenStream;
-use quote::{quote, ToTokens};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+
+use crate::on::parse::OnArgs;
+
+/// The `HandlerInfo` literal of a handler or pipeline named `name`, whose
+/// payload is `payload`; its location is the name's.
+pub(crate) fn handler_info(name: &syn::Ident, args: &OnArgs, payload: &syn::Type) -> TokenStream {
+    let name_str = name.to_string();
+    let topic = opt_str(&args.topic);
+    let event = opt_str(&args.event);
+    let codec = opt_str(&args.codec);
+    let fan_out = args.fan_out;
+    let payload_str = type_name(payload);
+    let location = quote_spanned! {name.span()=>
+        file: ::core::file!(),
+        line: ::core::line!(),
+    };
+    quote! {
+        ::spine::__private::HandlerInfo {
+            name: #name_str,
+            topic: #topic,
+            event: #event,
+            payload: #payload_str,
+            #location
+            fan_out: #fan_out,
+            codec: #codec,
+        }
+    }
+}
+
+/// `codec = "avro"`: the payload type must carry its Avro schema (checked on
+/// the payload type's tokens).
+pub(crate) fn avro_check(args: &OnArgs, payload: &syn::Type) -> Option<TokenStream> {
+    let is_avro = args.codec.as_ref().is_some_and(|c| c.value() == "avro");
+    is_avro.then(|| {
+        quote_spanned! {payload.span()=>
+            ::spine::__private::assert::avro::<#payload>();
+        }
+    })
+}
 
 /// Attaches, to a descriptor expression, the converter from a codec's decoded
 /// value into `payload_ty` and the type's Avro schema if it has one (autoref

@@ -11,7 +11,7 @@ use syn::ItemMod;
 
 use super::parse::PipelineArgs;
 use super::validate::{distinct_extractors, Flow, Param, Pipeline};
-use crate::common::{codec_glue, opt_str, type_name};
+use crate::common::{avro_check, codec_glue, handler_info, type_name};
 
 pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> TokenStream {
     let name = &stripped.ident;
@@ -161,17 +161,6 @@ pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> T
     let payload_check = quote_spanned! {payload_ty.span()=>
         ::spine::__private::assert::payload::<#payload_ty>();
     };
-    let is_avro = args.on.codec.as_ref().is_some_and(|c| c.value() == "avro");
-    let avro_check = is_avro.then(|| {
-        quote_spanned! {payload_ty.span()=>
-            ::spine::__private::assert::avro::<#payload_ty>();
-        }
-    });
-    let topic = opt_str(&args.on.topic);
-    let event = opt_str(&args.on.event);
-    let codec = opt_str(&args.on.codec);
-    let fan_out = args.on.fan_out;
-    let payload_str = type_name(payload_ty);
     let steps_str = p.steps.iter().map(|s| s.ident.to_string());
     let max_concurrent = match &args.max_concurrent {
         Some(n) => quote!(::core::option::Option::Some(#n)),
@@ -182,10 +171,8 @@ pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> T
         quote!((#k, #json))
     });
     let glue = codec_glue(payload_ty);
-    let location = quote_spanned! {name.span()=>
-        file: ::core::file!(),
-        line: ::core::line!(),
-    };
+    let avro_check = avro_check(&args.on, payload_ty);
+    let info = handler_info(name, &args.on, payload_ty);
 
     let attrs = &stripped.attrs;
     let vis = &stripped.vis;
@@ -223,18 +210,7 @@ pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> T
                 #payload_check
                 #(#ext_checks)*
                 #avro_check
-                ::spine::__private::HandlerDescriptor::new(
-                    __spine_run,
-                    ::spine::__private::HandlerInfo {
-                        name: #name_str,
-                        topic: #topic,
-                        event: #event,
-                        payload: #payload_str,
-                        #location
-                        fan_out: #fan_out,
-                        codec: #codec,
-                    },
-                )
+                ::spine::__private::HandlerDescriptor::new(__spine_run, #info)
                 .with_pipeline(::spine::__private::pipeline::PipelineSpec {
                     name: #name_str,
                     steps: ::std::vec![#(#steps_str),*],
