@@ -90,6 +90,22 @@ fn every_template_builds_and_passes_its_tests() {
     assert_eq!(doc["channels"]["orders"]["address"], "orders");
 }
 
+/// The generated service's own `schemas check` against the registry at `url`.
+fn schemas_check(krate: &Path, url: &str) -> Output {
+    cargo(
+        krate,
+        &[
+            "run",
+            "--quiet",
+            "--",
+            "schemas",
+            "check",
+            "--registry",
+            url,
+        ],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_avro_service_checks_its_types_against_the_registry() {
     use spine_avro::registry::{Auth, DevRegistry, RegistryClient};
@@ -103,18 +119,7 @@ async fn a_generated_avro_service_checks_its_types_against_the_registry() {
     let url = reg.url();
 
     // Nothing registered yet: the check fails.
-    let out = cargo(
-        &krate,
-        &[
-            "run",
-            "--quiet",
-            "--",
-            "schemas",
-            "check",
-            "--registry",
-            &url,
-        ],
-    );
+    let out = schemas_check(&krate, &url);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("not registered"), "{}", text(&out));
 
@@ -125,18 +130,7 @@ async fn a_generated_avro_service_checks_its_types_against_the_registry() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let out = cargo(
-        &krate,
-        &[
-            "run",
-            "--quiet",
-            "--",
-            "schemas",
-            "check",
-            "--registry",
-            &url,
-        ],
-    );
+    let out = schemas_check(&krate, &url);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("ok: can read"), "{}", text(&out));
 
@@ -157,18 +151,7 @@ async fn a_generated_avro_service_checks_its_types_against_the_registry() {
         )
         .await
         .unwrap();
-    let out = cargo(
-        &krate,
-        &[
-            "run",
-            "--quiet",
-            "--",
-            "schemas",
-            "check",
-            "--registry",
-            &url,
-        ],
-    );
+    let out = schemas_check(&krate, &url);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("order_id"),

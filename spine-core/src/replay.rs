@@ -126,6 +126,18 @@ fn offset_at(
     })
 }
 
+/// Whether the consumer's position in `r`'s partition reached `r.until`
+/// (an end-of-partition event names the partition, not the topic).
+fn consumer_at_end(c: &StreamConsumer, r: &ReplayRange) -> bool {
+    c.position()
+        .ok()
+        .and_then(|tpl| {
+            tpl.find_partition(&r.topic, r.partition)
+                .map(|e| matches!(e.offset(), Offset::Offset(o) if o >= r.until))
+        })
+        .unwrap_or(false)
+}
+
 impl Builder {
     /// Replays `options.from..options.until` of the app's topics through its
     /// handlers, without committing anything. See [`ReplayOptions`].
@@ -166,7 +178,10 @@ impl Builder {
         }
         cc.set("group.id", &options.group)
             .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false");
+            .set("enable.auto.offset.store", "false")
+            // The end of a partition ends its range even when the last offsets
+            // before `until` carry no message (transaction markers, compaction).
+            .set("enable.partition.eof", "true");
         let consumer: StreamConsumer = cc
             .create()
             .map_err(|e| kafka_config_error(&shared.config, e))?;
@@ -228,6 +243,15 @@ impl Builder {
             };
             let msg = match item {
                 Ok(m) => m,
+                Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
+                    for (i, r) in ranges.iter().enumerate() {
+                        if r.partition == p && !done[i] && consumer_at_end(&consumer, r) {
+                            done[i] = true;
+                            open -= 1;
+                        }
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "replay: consumer error; carrying on");
                     continue;
