@@ -73,7 +73,8 @@ struct ReplayArgs {
 
 #[derive(Debug, Subcommand)]
 enum SchemasCommand {
-    /// Writes the Avro schema of every payload type as `<record full name>.avsc`.
+    /// Writes the Avro schema of every payload type, and of the reply types
+    /// declared with `#[on(replies(...))]`, as `<record full name>.avsc`.
     #[command(after_help = "Example:\n  my-service schemas export schemas/")]
     Export {
         /// Where to write the files.
@@ -278,23 +279,35 @@ fn export(builder: Builder, dir: &std::path::Path) -> CliResult {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut written = std::collections::BTreeSet::new();
     for r in &routes {
-        let Some(schema) = &r.reader_schema else {
-            continue;
-        };
-        let Some(name) = record_name(schema) else {
-            continue;
-        };
-        if !written.insert(name.clone()) {
-            continue;
+        let payload = r
+            .reader_schema
+            .as_ref()
+            .map(|s| (r.payload.as_str(), s, "payload"));
+        let replies = r
+            .replies
+            .iter()
+            .filter_map(|(ty, s)| s.as_ref().map(|s| (*ty, s, "reply")));
+        for (ty, schema, role) in payload.into_iter().chain(replies) {
+            let Some(name) = record_name(schema) else {
+                continue;
+            };
+            if !written.insert(name.clone()) {
+                continue;
+            }
+            let value: serde_json::Value = serde_json::from_str(schema)?;
+            let path = dir.join(format!("{name}.avsc"));
+            std::fs::write(&path, serde_json::to_string_pretty(&value)? + "\n")
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            println!(
+                "{}  ({role} {ty} of {} on {})",
+                path.display(),
+                r.handler,
+                r.topic
+            );
         }
-        let value: serde_json::Value = serde_json::from_str(schema)?;
-        let path = dir.join(format!("{name}.avsc"));
-        std::fs::write(&path, serde_json::to_string_pretty(&value)? + "\n")
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("{}  ({} on {})", path.display(), r.payload, r.topic);
     }
     if written.is_empty() {
-        println!("No payload type derives AvroSchema; nothing written.");
+        println!("No payload or declared reply type derives AvroSchema; nothing written.");
     }
     Ok(())
 }

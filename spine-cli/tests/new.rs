@@ -123,6 +123,25 @@ async fn a_generated_avro_service_checks_its_types_against_the_registry() {
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("not registered"), "{}", text(&out));
 
+    // The payload and the declared reply types, exported as .avsc.
+    let exported = tmp.path().join("exported");
+    let out = cargo(
+        &krate,
+        &[
+            "run",
+            "--quiet",
+            "--",
+            "schemas",
+            "export",
+            exported.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    for record in ["OrderPlaced", "OrderAccepted"] {
+        let path = exported.join(format!("com.example.svc_drift.{record}.avsc"));
+        assert!(path.exists(), "{} missing: {}", path.display(), text(&out));
+    }
+
     // Register the crate's schemas with the CLI: now it passes.
     let out = Command::new(env!("CARGO_BIN_EXE_spine"))
         .args(["schemas", "register", "--registry", &url])

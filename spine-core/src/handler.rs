@@ -139,6 +139,8 @@ pub struct HandlerDescriptor {
     pub reader_schema: Option<String>,
     /// Converts a codec's decoded value into the payload type.
     pub value_decoder: Option<crate::codec::ValueDecoder>,
+    /// The reply types declared with `replies(...)`, with their Avro schemas.
+    pub replies: Vec<(&'static str, Option<String>)>,
     pub(crate) handler: Arc<dyn ErasedHandler>,
     /// Set when this handler is a `#[pipeline]`.
     pub(crate) pipeline: Option<Arc<crate::pipeline::PipelineState>>,
@@ -190,6 +192,7 @@ impl HandlerDescriptor {
             codec: info.codec,
             reader_schema: None,
             value_decoder: None,
+            replies: Vec::new(),
             handler: Arc::new(Erased {
                 handler,
                 _args: PhantomData,
@@ -240,6 +243,14 @@ impl HandlerDescriptor {
     #[must_use]
     pub fn with_reader_schema(mut self, schema: Option<String>) -> Self {
         self.reader_schema = schema;
+        self
+    }
+
+    /// Attaches the declared reply types (written by `#[on(replies(...))]`).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_replies(mut self, replies: Vec<(&'static str, Option<String>)>) -> Self {
+        self.replies = replies;
         self
     }
 

@@ -147,6 +147,8 @@ pub struct RouteInfo {
     pub location: String,
     /// The payload type's Avro schema, when it has one.
     pub reader_schema: Option<String>,
+    /// The declared reply types (`replies(...)`) with their Avro schemas.
+    pub replies: Vec<(&'static str, Option<String>)>,
 }
 
 /// Routes of every subscribed topic.
@@ -372,6 +374,7 @@ impl DispatchTable {
                         codec: t.codec.as_ref().map_or("json", |c| c.name()),
                         location: h.location(),
                         reader_schema: h.reader_schema.clone(),
+                        replies: h.replies.clone(),
                     });
                 }
             }

@@ -58,6 +58,25 @@ pub(crate) fn codec_glue(payload_ty: &syn::Type) -> TokenStream {
     }
 }
 
+/// Attaches the declared reply types with their Avro schemas, when they
+/// have one (the same autoref probe as the payload's).
+pub(crate) fn reply_glue(replies: &[syn::Type]) -> TokenStream {
+    if replies.is_empty() {
+        return TokenStream::new();
+    }
+    let names = replies.iter().map(type_name);
+    quote! {
+        .with_replies(::std::vec![#((
+            #names,
+            {
+                #[allow(unused_imports)]
+                use ::spine::__private::probe::{AvroReader as _, NoReader as _};
+                (&&::spine::__private::probe::Probe::<#replies>::new()).reader_schema()
+            },
+        )),*])
+    }
+}
+
 /// `Some("...")` or `None`.
 pub(crate) fn opt_str(lit: &Option<syn::LitStr>) -> TokenStream {
     match lit {

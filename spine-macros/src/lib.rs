@@ -24,6 +24,9 @@ mod pipeline;
 /// - `event = "..."`: the event name to handle. Without it, the handler takes
 ///   every event of its topic that no more specific handler takes.
 /// - `fan_out`: allow other `fan_out` handlers on the same (topic, event).
+/// - `codec = "avro"`: the topic is Avro (the payload type must derive `AvroSchema`).
+/// - `replies(Type, ...)`: the types it replies with, for `schemas export`
+///   (replies are type-erased at run time, so only declared ones are known).
 ///
 /// The function stays callable as written. Beside it, the macro emits a hidden
 /// descriptor (its name, topic, event, payload type and location) that

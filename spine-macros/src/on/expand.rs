@@ -9,7 +9,7 @@ use syn::ItemFn;
 
 use super::parse::OnArgs;
 use super::validate::HandlerSig;
-use crate::common::{avro_check, codec_glue, handler_info};
+use crate::common::{avro_check, codec_glue, handler_info, reply_glue};
 
 pub(crate) fn expand(func: &ItemFn, args: &OnArgs, sig: &HandlerSig) -> TokenStream {
     let name = &func.sig.ident;
@@ -17,6 +17,7 @@ pub(crate) fn expand(func: &ItemFn, args: &OnArgs, sig: &HandlerSig) -> TokenStr
     let payload_ty = &sig.payload;
     let glue = codec_glue(payload_ty);
     let info = handler_info(name, args, payload_ty);
+    let replies = reply_glue(&args.replies);
 
     // Assertions on the user's own tokens: a failing bound is reported on the
     // type that breaks it, with the trait's own "write this instead" note.
@@ -53,6 +54,7 @@ pub(crate) fn expand(func: &ItemFn, args: &OnArgs, sig: &HandlerSig) -> TokenStr
                 #avro_check
                 #new_descriptor(#name, #info)
                 #glue
+                #replies
             }
         }
 

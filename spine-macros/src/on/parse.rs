@@ -1,4 +1,5 @@
-//! Parses the arguments of `#[on(...)]`: `event = "..."`, `topic = "..."`, `fan_out`.
+//! Parses the arguments of `#[on(...)]`: `event = "..."`, `topic = "..."`,
+//! `codec = "..."`, `fan_out`, `replies(Type, ...)`.
 
 use proc_macro2::TokenStream;
 use syn::parse::Parser;
@@ -11,6 +12,9 @@ pub(crate) struct OnArgs {
     pub(crate) topic: Option<LitStr>,
     pub(crate) codec: Option<LitStr>,
     pub(crate) fan_out: bool,
+    /// `replies(Type, ...)`: the types the handler replies with, for schema
+    /// export and AsyncAPI (replies are type-erased at run time).
+    pub(crate) replies: Vec<syn::Type>,
 }
 
 pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<OnArgs> {
@@ -20,6 +24,7 @@ pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<OnArgs> {
         topic: None,
         codec: None,
         fan_out: false,
+        replies: Vec::new(),
     };
     let mut seen_fan_out = false;
     let mut errors: Option<syn::Error> = None;
@@ -72,9 +77,21 @@ pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<OnArgs> {
                     )),
                 }
             }
+            "replies" => match &meta {
+                Meta::List(list) => match list
+                    .parse_args_with(Punctuated::<syn::Type, Token![,]>::parse_terminated)
+                {
+                    Ok(types) => args.replies.extend(types),
+                    Err(e) => push(e),
+                },
+                other => push(syn::Error::new_spanned(
+                    other,
+                    "`replies` lists the reply types: write `replies(OrderAccepted, OrderRejected)`",
+                )),
+            },
             _ => push(syn::Error::new_spanned(
                 key,
-                "unknown key in #[on(...)]; expected `event = \"...\"`, `topic = \"...\"`, `codec = \"avro\"` or `fan_out`",
+                "unknown key in #[on(...)]; expected `event = \"...\"`, `topic = \"...\"`, `codec = \"avro\"`, `fan_out` or `replies(Type, ...)`",
             )),
         }
     }

@@ -11,7 +11,7 @@ use syn::ItemMod;
 
 use super::parse::PipelineArgs;
 use super::validate::{distinct_extractors, Flow, Param, Pipeline};
-use crate::common::{avro_check, codec_glue, handler_info, type_name};
+use crate::common::{avro_check, codec_glue, handler_info, reply_glue, type_name};
 
 pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> TokenStream {
     let name = &stripped.ident;
@@ -173,6 +173,7 @@ pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> T
     let glue = codec_glue(payload_ty);
     let avro_check = avro_check(&args.on, payload_ty);
     let info = handler_info(name, &args.on, payload_ty);
+    let replies = reply_glue(&args.on.replies);
 
     let attrs = &stripped.attrs;
     let vis = &stripped.vis;
@@ -219,6 +220,7 @@ pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> T
                     params: ::std::vec![#(#arg_params),*],
                 })
                 #glue
+                #replies
             }
         }
     }

@@ -31,7 +31,7 @@ pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<PipelineArgs> {
             .map(ToString::to_string)
             .unwrap_or_default();
         match name.as_str() {
-            "event" | "topic" | "codec" | "fan_out" => routing.push(meta),
+            "event" | "topic" | "codec" | "fan_out" | "replies" => routing.push(meta),
             "max_concurrent" => {
                 if max_concurrent.is_some() {
                     errors.push(syn::Error::new_spanned(
@@ -52,7 +52,7 @@ pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<PipelineArgs> {
             _ => errors.push(syn::Error::new_spanned(
                 meta.path(),
                 "unknown key in #[pipeline(...)]; expected `event = \"...\"`, `topic = \"...\"`, \
-                 `codec = \"avro\"`, `fan_out`, `max_concurrent = N` or `args(name = value, ...)`",
+                 `codec = \"avro\"`, `fan_out`, `replies(Type, ...)`, `max_concurrent = N` or `args(name = value, ...)`",
             )),
         }
     }

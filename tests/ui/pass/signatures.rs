@@ -55,6 +55,16 @@ mod nested {
     pub async fn inner(_o: Option<String>) {}
 }
 
+#[derive(Serialize)]
+struct Accepted {
+    id: String,
+}
+
+#[on(event = "r", topic = "orders", replies(Accepted, serde_json::Value))]
+async fn declares_replies(o: Order) -> Reply {
+    Reply::to("out", "accepted", Accepted { id: o.id })
+}
+
 fn main() {
     let handlers = spine::handlers![
         unit,
@@ -74,6 +84,10 @@ fn main() {
     assert_eq!(handlers[1].topic, Some("orders"));
     assert_eq!(handlers[6].event, None);
     assert!(handlers[8].fan_out);
+    let [declared] = spine::handlers![declares_replies];
+    assert_eq!(declared.replies.len(), 2);
+    assert_eq!(declared.replies[0].0, "Accepted");
+    assert!(declared.replies[0].1.is_none(), "not an AvroSchema type");
     // Still a plain async fn.
     let _future = fallible(Order { id: "o-1".into() });
 }
