@@ -231,3 +231,64 @@ async fn a_request_nobody_answers_times_out_with_a_named_error() {
     assert_eq!(header(&req, "ce_type").as_deref(), Some("never.answered"));
     assert!(header(&req, "spine.request.id").is_some());
 }
+
+#[on(topic = "rr.in.fresh")]
+async fn ask_fresh(ask: Ask, ctx: Context) -> Result<Reply, HandlerError> {
+    let answer: Square = ctx
+        .request("rr.requests", "square.requested", &ask)
+        .timeout(Duration::from_secs(30))
+        .await?;
+    Ok(Reply::to(
+        "rr.out",
+        "squared.fresh",
+        json!({ "run": answer.run, "square": answer.square }),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_reply_topic_is_created_on_the_first_request() {
+    create_topics(&["rr.in.fresh", "rr.requests", "rr.out"], 1).await;
+    let run = unique("run");
+    let reply_topic = unique("rr.fresh.replies");
+    let group = unique("rr-fresh");
+    start_group_at_end(&group, "rr.in.fresh");
+    let mut cfg = config(&group);
+    cfg.requests.reply_topic = reply_topic.clone();
+    let responder = start(
+        Spine::builder()
+            .config(config(&unique("rr-fresh-responder")))
+            .handlers(spine::handlers![square]),
+    );
+    let requester = start(
+        Spine::builder()
+            .config(cfg)
+            .handlers(spine::handlers![ask_fresh]),
+    );
+    produce_event(
+        &producer(),
+        "rr.in.fresh",
+        "ask",
+        None,
+        &json!({ "run": run, "n": 12 }),
+    )
+    .await;
+    let mut found = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while found.is_none() && std::time::Instant::now() < deadline {
+        found = drain_topic("rr.out", Duration::from_millis(500))
+            .into_iter()
+            .map(|m| json(&m))
+            .find(|v| v["run"] == run.as_str());
+    }
+    for (stop, _) in [&responder, &requester] {
+        stop.trigger();
+    }
+    for (_, task) in [responder, requester] {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(found.expect("answered")["square"], 144);
+    assert!(
+        !end_offsets(&reply_topic).is_empty(),
+        "the reply topic exists now"
+    );
+}

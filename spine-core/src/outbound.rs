@@ -186,7 +186,8 @@ impl LazyProducer {
     }
 }
 
-fn producer_config(config: &Config) -> Result<ClientConfig, Error> {
+/// The `[kafka]` properties a producer (or an admin client) understands, validated.
+pub(crate) fn producer_config(config: &Config) -> Result<ClientConfig, Error> {
     let mut cc = ClientConfig::new();
     for (k, v) in &config.kafka {
         if !is_consumer_only(k) {

@@ -30,7 +30,7 @@ use tokio::sync::{oneshot, OnceCell};
 use crate::config::Config;
 use crate::extract::Context;
 use crate::metrics as m;
-use crate::outbound::is_producer_only;
+use crate::outbound::{is_producer_only, producer_config};
 use crate::record::CE_CAUSATION_ID;
 
 /// Header naming the topic a request's response goes to.
@@ -182,8 +182,6 @@ impl Requests {
         cc.set("enable.auto.offset.store", "false");
         cc.set("fetch.wait.max.ms", "10");
         let consumer: StreamConsumer = cc.create().map_err(|e| err(e.to_string()))?;
-        let admin: AdminClient<DefaultClientContext> =
-            cc.create().map_err(|e| err(e.to_string()))?;
         let consumer = Arc::new(consumer);
         let c = consumer.clone();
         let t = topic.clone();
@@ -194,6 +192,10 @@ impl Requests {
         let partitions = match partitions {
             Ok(p) => p,
             Err(first) => {
+                // Only now: an admin client is one more librdkafka client.
+                let admin: AdminClient<DefaultClientContext> = producer_config(&self.config)
+                    .and_then(|c| c.create().map_err(Into::into))
+                    .map_err(|e| err(e.to_string()))?;
                 create_topic(&admin, &topic).await;
                 let c = consumer.clone();
                 let t = topic.clone();
