@@ -1,6 +1,7 @@
 //! The dispatch path without Kafka, through `spine::testing::TestApp`:
 //! replies and their headers, emitted events, retries, dead letters, error
-//! events, routing rules, startup errors, middleware and tracing spans.
+//! events, routing rules, startup errors, middleware, request-reply helpers.
+//! (What reaches `tracing` is tested in tests/tracing_capture.rs.)
 
 use std::sync::{Arc, Mutex};
 
@@ -451,51 +452,6 @@ async fn build_rejects_a_missing_broker_and_bad_kafka_properties() {
         }
         other => panic!("expected a config error, got {other:?}"),
     }
-}
-
-#[tokio::test]
-async fn unknown_events_are_logged_once_per_event_name_and_counted_every_time() {
-    use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
-    use tracing_subscriber::Layer;
-
-    #[derive(Clone, Default)]
-    struct Warnings(Arc<Mutex<Vec<String>>>);
-    impl<S: tracing::Subscriber> Layer<S> for Warnings {
-        fn on_event(&self, event: &tracing::Event<'_>, _: LayerContext<'_, S>) {
-            if *event.metadata().level() == tracing::Level::WARN {
-                struct V(String);
-                impl tracing::field::Visit for V {
-                    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
-                        self.0.push_str(&format!("{}={:?} ", f.name(), v));
-                    }
-                    fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
-                        self.0.push_str(&format!("{}={} ", f.name(), v));
-                    }
-                }
-                let mut v = V(String::new());
-                event.record(&mut v);
-                self.0.lock().unwrap().push(v.0);
-            }
-        }
-    }
-
-    let warnings = Warnings::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
-    let app = app(Spine::builder().handlers(spine::handlers![accept]));
-    for event in [
-        "order.cancelled",
-        "order.cancelled",
-        "order.cancelled",
-        "order.shipped",
-    ] {
-        app.send("orders", event, &json!({})).await;
-    }
-    let got = warnings.0.lock().unwrap().clone();
-    assert_eq!(got.len(), 2, "{got:#?}");
-    assert!(got[0].contains("event=order.cancelled"), "{got:#?}");
-    assert!(got[1].contains("event=order.shipped"), "{got:#?}");
-    assert_eq!(app.stats().skipped, 4);
 }
 
 #[on(event = "price.requested", topic = "prices")]
