@@ -513,3 +513,43 @@ async fn requests_under_test_app_fail_with_a_named_error() {
         "{v}"
     );
 }
+
+#[on(event = "cart.checked_out", topic = "carts")]
+async fn checkout(cart: serde_json::Value, ctx: Context) -> Result<Reply, HandlerError> {
+    let price: serde_json::Value = ctx
+        .request("prices", "price.requested", &json!({ "sku": cart["sku"] }))
+        .await?;
+    Ok(Reply::to(
+        "carts.priced",
+        "cart.priced",
+        price["cents"].clone(),
+    ))
+}
+
+#[tokio::test]
+async fn a_test_app_answers_requests_with_a_stub() {
+    let app = app(Spine::builder().handlers(spine::handlers![checkout]));
+    let out = app
+        .send("carts", "cart.checked_out", &json!({"sku": "s-1"}))
+        .await;
+    let msg = out.dead_letters[0]
+        .header(dlq::ERROR_MESSAGE)
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        msg.contains(r#"app.respond("prices", "price.requested""#),
+        "says what to do: {msg}"
+    );
+
+    app.respond("prices", "price.requested", |req: serde_json::Value| {
+        assert_eq!(req["sku"], "s-1");
+        json!({ "cents": 499 })
+    });
+    let out = app
+        .send("carts", "cart.checked_out", &json!({"sku": "s-1"}))
+        .await;
+    assert_eq!(out.replies[0].json::<i64>().unwrap(), 499);
+    assert_eq!(out.emitted.len(), 1, "the request is recorded");
+    assert_eq!(out.emitted[0].kind, spine::SentKind::Request);
+    assert_eq!(out.emitted[0].event(), Some("price.requested"));
+}

@@ -366,10 +366,35 @@ impl Context {
         payload: &Req,
         timeout: Option<std::time::Duration>,
     ) -> Result<Option<Vec<u8>>, RequestError> {
-        if matches!(self.shared.outbound, crate::outbound::Outbound::Memory(_)) {
-            return Err(RequestError::NoBroker);
-        }
         let requests = &self.shared.requests;
+        if matches!(self.shared.outbound, crate::outbound::Outbound::Memory(_)) {
+            // TestApp (or a replay that does not publish): a stub answers, if any.
+            let mut rec = self
+                .event_record(topic, event, key, payload)
+                .await
+                .map_err(|e| RequestError::Encode(e.to_string()))?;
+            rec.kind = SentKind::Request;
+            let request = rec.payload.clone().unwrap_or_default();
+            let answer = {
+                let stubs = requests.stubs.lock().unwrap_or_else(|p| p.into_inner());
+                stubs
+                    .get(&(topic.to_owned(), event.to_owned()))
+                    .map(|stub| stub(&request))
+            };
+            let Some(answer) = answer else {
+                return Err(RequestError::NoBroker {
+                    topic: topic.to_owned(),
+                    event: event.to_owned(),
+                });
+            };
+            // Recorded like any published record, so tests can see the request.
+            let _ = self.shared.outbound.enqueue(rec);
+            return answer.map(Some).map_err(|error| RequestError::Decode {
+                event: event.to_owned(),
+                expected: "the stub's request type",
+                error,
+            });
+        }
         requests.ready().await?;
         let key = key.or_else(|| self.origin.key.clone());
         let mut rec = self

@@ -80,10 +80,22 @@ pub enum RequestError {
         /// What went wrong, and what to do.
         reason: String,
     },
-    /// Requests need a Kafka broker (not available under `TestApp`).
-    #[error("requests need a Kafka broker; under TestApp, test the responder and the requester separately")]
-    NoBroker,
+    /// Requests need a Kafka broker; under `TestApp`, a stub registered with
+    /// `TestApp::respond` answers instead.
+    #[error(
+        "requests need a Kafka broker; under TestApp, answer `{event}` on `{topic}` with \
+         `app.respond(\"{topic}\", \"{event}\", |req| ...)`"
+    )]
+    NoBroker {
+        /// The request's topic.
+        topic: String,
+        /// The request's event name.
+        event: String,
+    },
 }
+
+/// A stand-in responder for `TestApp`: request JSON in, response JSON out.
+pub(crate) type Stub = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
 
 /// A response as received.
 pub(crate) struct Response {
@@ -99,6 +111,8 @@ pub(crate) struct Requests {
     pub(crate) instance: String,
     pub(crate) default_timeout: Duration,
     waiters: Waiters,
+    /// `TestApp::respond` stubs, by (topic, event).
+    pub(crate) stubs: Mutex<HashMap<(String, String), Stub>>,
     listener: OnceCell<()>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     config: Config,
@@ -122,6 +136,7 @@ impl Requests {
             instance: uuid::Uuid::new_v4().to_string(),
             default_timeout: config.requests.timeout,
             waiters: Arc::default(),
+            stubs: Mutex::default(),
             listener: OnceCell::new(),
             task: Mutex::new(None),
             config: config.clone(),

@@ -204,6 +204,44 @@ impl TestApp {
         out
     }
 
+    /// Answers requests made with `Context::request(topic, event, ..)` while
+    /// testing: `f` gets the request (decoded as `Req`) and returns the
+    /// response. The request is recorded in the outcome's `emitted`.
+    ///
+    /// ```
+    /// # async fn demo() {
+    /// use spine_core::testing::TestApp;
+    /// # let app = TestApp::new(spine_core::Spine::builder().config({
+    /// #     let mut c = spine_core::Config::default(); c.app.topics = vec!["t".into()]; c })).unwrap();
+    /// app.respond("prices", "price.requested", |req: serde_json::Value| {
+    ///     serde_json::json!({ "sku": req["sku"], "cents": 499 })
+    /// });
+    /// # }
+    /// ```
+    pub fn respond<Req, Resp>(
+        &self,
+        topic: &str,
+        event: &str,
+        f: impl Fn(Req) -> Resp + Send + Sync + 'static,
+    ) -> &Self
+    where
+        Req: serde::de::DeserializeOwned,
+        Resp: Serialize,
+    {
+        let stub: crate::request::Stub = Box::new(move |bytes: &[u8]| {
+            let req: Req = serde_json::from_slice(bytes)
+                .map_err(|e| format!("the request does not decode as the stub's type: {e}"))?;
+            serde_json::to_vec(&f(req)).map_err(|e| e.to_string())
+        });
+        self.shared
+            .requests
+            .stubs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((topic.to_owned(), event.to_owned()), stub);
+        self
+    }
+
     /// The app's counters.
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()
