@@ -367,13 +367,14 @@ impl Context {
         timeout: Option<std::time::Duration>,
     ) -> Result<Option<Vec<u8>>, RequestError> {
         let requests = &self.shared.requests;
+        let key = key.or_else(|| self.origin.key.clone());
+        let mut rec = self
+            .event_record(topic, event, key, payload)
+            .await
+            .map_err(|e| RequestError::Encode(e.to_string()))?;
+        rec.kind = SentKind::Request;
         if matches!(self.shared.outbound, crate::outbound::Outbound::Memory(_)) {
             // TestApp (or a replay that does not publish): a stub answers, if any.
-            let mut rec = self
-                .event_record(topic, event, key, payload)
-                .await
-                .map_err(|e| RequestError::Encode(e.to_string()))?;
-            rec.kind = SentKind::Request;
             let request = rec.payload.clone().unwrap_or_default();
             let answer = {
                 let stubs = requests.stubs.lock().unwrap_or_else(|p| p.into_inner());
@@ -396,12 +397,6 @@ impl Context {
             });
         }
         requests.ready().await?;
-        let key = key.or_else(|| self.origin.key.clone());
-        let mut rec = self
-            .event_record(topic, event, key, payload)
-            .await
-            .map_err(|e| RequestError::Encode(e.to_string()))?;
-        rec.kind = SentKind::Request;
         let request_id = rec
             .headers
             .iter()
