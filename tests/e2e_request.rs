@@ -90,6 +90,21 @@ async fn ask_nobody(ask: Ask, ctx: Context) -> Reply {
     )
 }
 
+/// The first record of this run on `rr.out`, waiting up to `timeout`.
+fn first_output_of(run: &str, timeout: Duration) -> Option<serde_json::Value> {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        let found = drain_topic("rr.out", Duration::from_millis(500))
+            .into_iter()
+            .map(|m| json(&m))
+            .find(|v| v["run"] == run);
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
 fn requester_config(group: &str) -> spine::Config {
     let mut c = config(group);
     c.requests.reply_topic = "rr.replies".into();
@@ -207,14 +222,7 @@ async fn a_request_nobody_answers_times_out_with_a_named_error() {
         &json!({ "run": run, "n": 1 }),
     )
     .await;
-    let mut found = None;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while found.is_none() && std::time::Instant::now() < deadline {
-        found = drain_topic("rr.out", Duration::from_millis(500))
-            .into_iter()
-            .map(|m| json(&m))
-            .find(|v| v["run"] == run.as_str());
-    }
+    let found = first_output_of(&run, Duration::from_secs(60));
     stop.trigger();
     task.await.unwrap().unwrap();
     let v = found.expect("the handler reported the outcome");
@@ -272,14 +280,7 @@ async fn a_missing_reply_topic_is_created_on_the_first_request() {
         &json!({ "run": run, "n": 12 }),
     )
     .await;
-    let mut found = None;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while found.is_none() && std::time::Instant::now() < deadline {
-        found = drain_topic("rr.out", Duration::from_millis(500))
-            .into_iter()
-            .map(|m| json(&m))
-            .find(|v| v["run"] == run.as_str());
-    }
+    let found = first_output_of(&run, Duration::from_secs(60));
     for (stop, _) in [&responder, &requester] {
         stop.trigger();
     }
