@@ -2,14 +2,12 @@
 //! default), `routes`, `schemas export`, `schemas check` and `asyncapi`, so
 //! operators use the same commands for every service.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{ContentArrangement, Table};
-use spine_core::config::SubjectStrategy;
-use spine_core::{Builder, Config, RouteInfo};
+use spine_kafka_core::{Builder, Config, RouteInfo};
 
 /// A Spine service.
 #[derive(Debug, Parser)]
@@ -33,6 +31,7 @@ enum ServiceCommand {
     #[command(after_help = "Example:\n  my-service routes")]
     Routes,
     /// Avro schemas of the handlers' payload types.
+    #[cfg(feature = "avro")]
     #[command(
         subcommand,
         after_help = "Examples:\n  my-service schemas export schemas/\n  my-service schemas check --registry http://127.0.0.1:8081"
@@ -56,10 +55,10 @@ struct ReplayArgs {
     group: String,
     /// Where to start: `earliest`, an offset, or an RFC 3339 time.
     #[arg(long, value_name = "WHERE")]
-    from: spine_core::Position,
+    from: spine_kafka_core::Position,
     /// Where to stop (exclusive): an offset, an RFC 3339 time, or `latest` (the default: the end as it is now).
     #[arg(long, value_name = "WHERE", default_value = "latest")]
-    until: spine_core::Position,
+    until: spine_kafka_core::Position,
     /// Print the events that would be published, one per line.
     #[arg(long)]
     dry_run: bool,
@@ -71,6 +70,7 @@ struct ReplayArgs {
     topic: Vec<String>,
 }
 
+#[cfg(feature = "avro")]
 #[derive(Debug, Subcommand)]
 enum SchemasCommand {
     /// Writes the Avro schema of every payload type, and of the reply types
@@ -79,7 +79,7 @@ enum SchemasCommand {
     Export {
         /// Where to write the files.
         #[arg(default_value = "schemas")]
-        dir: PathBuf,
+        dir: std::path::PathBuf,
     },
     /// Checks that every Avro handler can read its subject's latest registered
     /// schema (Avro resolution rules): schema drift, caught before deploy.
@@ -136,7 +136,9 @@ where
             .describe()
             .map(|(_, r)| print_routes(&r))
             .map_err(Into::into),
+        #[cfg(feature = "avro")]
         ServiceCommand::Schemas(SchemasCommand::Export { dir }) => export(builder, &dir),
+        #[cfg(feature = "avro")]
         ServiceCommand::Schemas(SchemasCommand::Check { registry }) => {
             check(builder, registry).await
         }
@@ -169,7 +171,7 @@ async fn run_app(builder: Builder) -> CliResult {
 
 async fn replay(builder: Builder, args: ReplayArgs) -> CliResult {
     use indicatif::{ProgressBar, ProgressStyle};
-    let options = spine_core::ReplayOptions {
+    let options = spine_kafka_core::ReplayOptions {
         group: args.group,
         from: args.from,
         until: args.until,
@@ -182,7 +184,7 @@ async fn replay(builder: Builder, args: ReplayArgs) -> CliResult {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut progress =
-        |all: &[spine_core::ReplayRange], r: &spine_core::ReplayRange, offset: i64| {
+        |all: &[spine_kafka_core::ReplayRange], r: &spine_kafka_core::ReplayRange, offset: i64| {
             if bar.length() == Some(0) {
                 bar.set_length(all.iter().map(|r| (r.until - r.from) as u64).sum());
             }
@@ -266,14 +268,16 @@ fn print_routes(routes: &[RouteInfo]) {
     println!("{t}");
 }
 
+#[cfg(feature = "avro")]
 /// The record full name of a schema's JSON text.
 fn record_name(schema: &str) -> Option<String> {
-    spine_avro::apache_avro::Schema::parse_str(schema)
+    spine_kafka_avro::apache_avro::Schema::parse_str(schema)
         .ok()?
         .name()
         .map(|n| n.fullname(None))
 }
 
+#[cfg(feature = "avro")]
 fn export(builder: Builder, dir: &std::path::Path) -> CliResult {
     let (_, routes) = builder.describe()?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -312,18 +316,11 @@ fn export(builder: Builder, dir: &std::path::Path) -> CliResult {
     Ok(())
 }
 
-fn subject(config: &Config, topic: &str, record: Option<&str>) -> Option<String> {
-    match (config.subject_strategy(topic), record) {
-        (SubjectStrategy::Topic, _) => Some(format!("{topic}-value")),
-        (SubjectStrategy::Record, Some(r)) => Some(r.to_owned()),
-        (SubjectStrategy::TopicRecord, Some(r)) => Some(format!("{topic}-{r}")),
-        (_, None) => None,
-    }
-}
-
+#[cfg(feature = "avro")]
 async fn check(builder: Builder, registry: Option<String>) -> CliResult {
-    use spine_avro::apache_avro::Schema;
-    use spine_avro::registry::{compat, Auth, RegistryClient, RegistryError};
+    use spine_kafka_avro::apache_avro::Schema;
+    use spine_kafka_avro::registry::{compat, Auth, RegistryClient, RegistryError};
+    use spine_kafka_avro::subject::subject_name;
 
     let (config, routes) = builder.describe()?;
     let url = registry
@@ -350,7 +347,8 @@ async fn check(builder: Builder, registry: Option<String>) -> CliResult {
         };
         let reader_schema = Schema::parse_str(reader)?;
         let record = record_name(reader);
-        let Some(subject) = subject(&config, &r.topic, record.as_deref()) else {
+        let strategy = config.subject_strategy(&r.topic);
+        let Some(subject) = subject_name(strategy, &r.topic, record.as_deref()) else {
             continue;
         };
         let (version, status) = match client.version(&subject, "latest").await {

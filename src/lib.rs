@@ -32,29 +32,34 @@
 //! See the README for the whole guide.
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
 mod cli;
+#[cfg(feature = "cli")]
 pub use cli::{run, run_from};
 
-pub use spine_core::{
+pub use spine_kafka_core::{
     aggregate, request, respond, Aggregate, Position, ReplayOptions, ReplayReport, RouteInfo,
 };
-pub use spine_core::{
+pub use spine_kafka_core::{
     codec, config, dev, headers, metrics, middleware, testing, App, Builder, Config, Context,
     EmitError, Error, Failure, FailureKind, FromRecord, Handler, HandlerDescriptor, HandlerError,
     HandlerFuture, IntoReplies, Meta, PublishError, Publisher, Raw, Reply, RequestError, Scope,
     Sent, SentKind, Shutdown, State, StatsHandle, StatsSnapshot,
 };
-pub use spine_macros::{on, pipeline};
+pub use spine_kafka_macros::{on, pipeline};
 
 /// Entry point: `Spine::builder()`, with the Avro codec installed for topics
-/// marked `codec = "avro"`.
+/// marked `codec = "avro"` (feature `avro`, on by default).
 #[derive(Debug)]
 pub struct Spine;
 
 impl Spine {
     /// Starts describing an app.
     pub fn builder() -> Builder {
-        spine_core::Spine::builder().codec("avro", spine_avro::codec_factory)
+        let builder = spine_kafka_core::Spine::builder();
+        #[cfg(feature = "avro")]
+        let builder = builder.codec("avro", spine_kafka_avro::codec_factory);
+        builder
     }
 }
 
@@ -64,10 +69,11 @@ impl Spine {
 /// payload types, mark topics `codec = "avro"` in `spine.toml` (or on the
 /// handler: `#[on(topic = "orders", codec = "avro")]`), and set
 /// `[schema_registry] url`.
+#[cfg(feature = "avro")]
 pub mod avro {
-    pub use spine_avro::apache_avro::{self, AvroSchema};
-    pub use spine_avro::registry::{self, DevRegistry, DevRegistryHandle, RegistryClient};
-    pub use spine_avro::{wire, AvroCodec, AvroError, CodecOptions};
+    pub use spine_kafka_avro::apache_avro::{self, AvroSchema};
+    pub use spine_kafka_avro::registry::{self, DevRegistry, DevRegistryHandle, RegistryClient};
+    pub use spine_kafka_avro::{wire, AvroCodec, AvroError, CodecOptions};
 
     /// A reply carrying its payload type's Avro schema, needed by the record
     /// subject strategies and by `auto_register`.
@@ -118,27 +124,52 @@ pub mod prelude {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use spine_core::__private::{pipeline, Describe, HandlerDescriptor, HandlerInfo, States};
-    pub use spine_core::{HandlerError, Reply};
+    pub use spine_kafka_core::__private::{
+        pipeline, Describe, HandlerDescriptor, HandlerInfo, States,
+    };
+    pub use spine_kafka_core::{HandlerError, Reply};
 
     /// Compile-time checks `#[on]` places on the user's types.
     pub mod assert {
-        pub use spine_core::__private::assert::*;
+        pub use spine_kafka_core::__private::assert::*;
 
         /// `codec = "avro"`: the payload type carries an Avro schema.
-        pub fn avro<T: spine_avro::apache_avro::AvroSchema>() {}
+        #[cfg(feature = "avro")]
+        pub fn avro<T: spine_kafka_avro::apache_avro::AvroSchema>() {}
+
+        /// `codec = "avro"` in a build without Avro: refused, saying why.
+        #[cfg(not(feature = "avro"))]
+        pub fn avro<T: AvroFeature>() {}
+
+        /// Implemented for nothing: it exists for its message.
+        #[cfg(not(feature = "avro"))]
+        #[diagnostic::on_unimplemented(
+            message = "`codec = \"avro\"` needs Spine's `avro` feature",
+            label = "this payload is declared Avro",
+            note = "turn on the feature: spine-kafka = {{ version = \"...\", features = [\"avro\"] }}"
+        )]
+        pub trait AvroFeature {}
     }
 
     /// Converts a decoded Avro value into the handler's payload type.
-    pub use spine_avro::value_decoder as avro_value;
+    #[cfg(feature = "avro")]
+    pub use spine_kafka_avro::value_decoder as avro_value;
+
+    /// Without Avro no codec produces Avro values; the macros still name a
+    /// converter, and this one is never reached.
+    #[cfg(not(feature = "avro"))]
+    pub fn avro_value<T>(
+        _value: &(dyn std::any::Any + Send + Sync),
+        _out: &mut dyn std::any::Any,
+    ) -> Result<(), String> {
+        Err("Avro support is off: turn on Spine's `avro` feature".into())
+    }
 
     /// Finds a payload type's Avro schema, if it has one, by autoref
     /// specialization: `(&&Probe::<T>::new()).reader_schema()` picks
     /// `AvroReader` when `T: AvroSchema` and falls back to `NoReader`.
     pub mod probe {
         use std::marker::PhantomData;
-
-        use spine_avro::apache_avro::AvroSchema;
 
         pub struct Probe<T>(PhantomData<T>);
 
@@ -153,7 +184,8 @@ pub mod __private {
             fn reader_schema(&self) -> Option<String>;
         }
 
-        impl<T: AvroSchema> AvroReader for &Probe<T> {
+        #[cfg(feature = "avro")]
+        impl<T: spine_kafka_avro::apache_avro::AvroSchema> AvroReader for &Probe<T> {
             fn reader_schema(&self) -> Option<String> {
                 serde_json::to_string(&T::get_schema()).ok()
             }

@@ -19,11 +19,12 @@ use apache_avro::Schema;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use parking_lot::{Mutex, RwLock};
-use spine_core::codec::{CodecError, Decoded, PayloadCodec, Reader};
-use spine_core::config::{Config, SubjectStrategy};
+use spine_kafka_core::codec::{CodecError, Decoded, PayloadCodec, Reader};
+use spine_kafka_core::config::{Config, SubjectStrategy};
 
 use crate::error::AvroError;
 use crate::registry::{compat, Auth, RegistryClient, RegistryError};
+use crate::subject::subject_name;
 use crate::wire;
 
 // Schemas are leaked into `&'static` so that apache-avro's resolving readers
@@ -166,10 +167,10 @@ impl AvroCodec {
     }
 
     /// A codec configured from `[schema_registry]` and the topics' settings.
-    pub fn from_config(config: &Config) -> Result<AvroCodec, spine_core::Error> {
+    pub fn from_config(config: &Config) -> Result<AvroCodec, spine_kafka_core::Error> {
         let sr = &config.schema_registry;
         let Some(url) = sr.url.as_deref() else {
-            return Err(spine_core::Error::Config {
+            return Err(spine_kafka_core::Error::Config {
                 key: "schema_registry.url".into(),
                 reason: "Avro topics need a schema registry: set `url` under [schema_registry] \
                          in spine.toml, or SPINE_SCHEMA_REGISTRY_URL"
@@ -184,10 +185,11 @@ impl AvroCodec {
             },
             _ => Auth::None,
         };
-        let client = RegistryClient::new(url, auth).map_err(|e| spine_core::Error::Config {
-            key: "schema_registry.url".into(),
-            reason: e.to_string(),
-        })?;
+        let client =
+            RegistryClient::new(url, auth).map_err(|e| spine_kafka_core::Error::Config {
+                key: "schema_registry.url".into(),
+                reason: e.to_string(),
+            })?;
         let topic_strategies = config
             .topics
             .iter()
@@ -253,18 +255,12 @@ impl AvroCodec {
             .get(topic)
             .copied()
             .unwrap_or(self.options.subject_strategy);
-        let name = || {
-            schema.and_then(full_name).ok_or_else(|| AvroError::Encode {
-                subject: format!("{topic} ({strategy:?} strategy)"),
-                reason: "this subject strategy needs the record's name: attach the schema \
-                         with `spine::avro::reply`"
-                    .into(),
-            })
-        };
-        Ok(match strategy {
-            SubjectStrategy::Topic => format!("{topic}-value"),
-            SubjectStrategy::Record => name()?,
-            SubjectStrategy::TopicRecord => format!("{topic}-{}", name()?),
+        let record = schema.and_then(full_name);
+        subject_name(strategy, topic, record.as_deref()).ok_or_else(|| AvroError::Encode {
+            subject: format!("{topic} ({strategy:?} strategy)"),
+            reason: "this subject strategy needs the record's name: attach the schema \
+                     with `spine::avro::reply`"
+                .into(),
         })
     }
 
@@ -710,7 +706,7 @@ pub fn value_decoder<T: serde::de::DeserializeOwned + Send + 'static>(
 }
 
 /// The factory the `spine` crate installs for `codec = "avro"` topics.
-pub fn codec_factory(config: &Config) -> Result<Arc<dyn PayloadCodec>, spine_core::Error> {
+pub fn codec_factory(config: &Config) -> Result<Arc<dyn PayloadCodec>, spine_kafka_core::Error> {
     Ok(Arc::new(AvroCodec::from_config(config)?))
 }
 

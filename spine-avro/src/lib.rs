@@ -9,6 +9,7 @@
 mod codec;
 mod error;
 pub mod registry;
+pub mod subject;
 pub mod wire;
 
 pub use apache_avro;

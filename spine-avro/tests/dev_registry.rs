@@ -1,7 +1,7 @@
 //! The dev schema registry, tested as a server over HTTP with the registry
 //! client Spine itself uses.
 
-use spine_avro::registry::{CompatibilityLevel, DevRegistry, RegistryClient, RegistryError};
+use spine_kafka_avro::registry::{CompatibilityLevel, DevRegistry, RegistryClient, RegistryError};
 
 fn order(extra: &str) -> String {
     format!(
@@ -9,7 +9,10 @@ fn order(extra: &str) -> String {
     )
 }
 
-async fn start() -> (spine_avro::registry::DevRegistryHandle, RegistryClient) {
+async fn start() -> (
+    spine_kafka_avro::registry::DevRegistryHandle,
+    RegistryClient,
+) {
     let handle = DevRegistry::new()
         .start("127.0.0.1:0".parse().unwrap())
         .await

@@ -4,9 +4,9 @@
 use std::sync::{Arc, OnceLock};
 
 use proptest::prelude::*;
-use spine_avro::registry::{DevRegistry, RegistryClient};
-use spine_avro::{AvroCodec, CodecOptions};
-use spine_core::codec::{CodecError, PayloadCodec, Reader};
+use spine_kafka_avro::registry::{DevRegistry, RegistryClient};
+use spine_kafka_avro::{AvroCodec, CodecOptions};
+use spine_kafka_core::codec::{CodecError, PayloadCodec, Reader};
 
 const SCHEMA: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
   {"name":"id","type":"string"},
@@ -22,7 +22,7 @@ struct Fixture {
     reader: Reader,
     valid: Vec<u8>,
     _runtime: tokio::runtime::Runtime,
-    _registry: spine_avro::registry::DevRegistryHandle,
+    _registry: spine_kafka_avro::registry::DevRegistryHandle,
 }
 
 fn fixture() -> &'static Fixture {

@@ -22,7 +22,7 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Generates a new service crate from a template.
     #[command(
-        after_help = "Examples:\n  spine new orders-service\n  spine new text-pipeline --template pipeline --path ~/src\n  spine new payments --template avro --spine-path ~/src/spine"
+        after_help = "Examples:\n  spine new orders-service\n  spine new text-pipeline --template pipeline --path ~/src\n  spine new payments --template avro --spine-path ~/src/spine\n  spine new billing --spine-version 0.1.0"
     )]
     New(NewArgs),
     /// Registers, checks and lists Avro schemas in a schema registry.
@@ -69,9 +69,15 @@ pub(crate) struct NewArgs {
     /// The directory to create the crate in.
     #[arg(long, default_value = ".")]
     pub(crate) path: PathBuf,
-    /// Depend on a local checkout of Spine (by path) instead of the released crate.
-    #[arg(long, value_name = "DIR")]
+    /// Depend on a local checkout of Spine (by path). Without this flag or
+    /// --spine-version, the crate depends on the checkout this `spine` was
+    /// built from, if it still exists, and on the published `spine-kafka`
+    /// otherwise.
+    #[arg(long, value_name = "DIR", conflicts_with = "spine_version")]
     pub(crate) spine_path: Option<PathBuf>,
+    /// Depend on this version of the published `spine-kafka` crate.
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) spine_version: Option<String>,
 }
 
 /// How the registry is reached. Secrets come from flags or the environment

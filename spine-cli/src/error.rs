@@ -27,7 +27,7 @@ pub(crate) enum CliError {
     },
     /// The schema registry refused or failed a request.
     #[error("schema registry: {0}")]
-    Registry(#[from] spine_avro::registry::RegistryError),
+    Registry(#[from] spine_kafka_avro::registry::RegistryError),
     /// Some schemas are invalid or incompatible; the table above says which.
     #[error("{0}")]
     Schemas(String),

@@ -49,7 +49,7 @@ pub(crate) async fn send(args: &SendArgs) -> Result<(), CliError> {
                 args.topic
             )));
         }
-        let codec = spine_avro::codec_factory(&c)?;
+        let codec = spine_kafka_avro::codec_factory(&c)?;
         codec
             .prepare_encode(&args.topic, None)
             .await
@@ -109,7 +109,7 @@ pub(crate) async fn tail(args: &TailArgs) -> Result<(), CliError> {
     }
     consumer.assign(&tpl)?;
     let registry = match (&c.schema_registry.url, is_avro(&c, &args.topic, args.avro)) {
-        (Some(url), true) => Some(spine_avro::registry::RegistryClient::new(
+        (Some(url), true) => Some(spine_kafka_avro::registry::RegistryClient::new(
             url,
             Default::default(),
         )?),
@@ -159,9 +159,12 @@ pub(crate) async fn tail(args: &TailArgs) -> Result<(), CliError> {
 }
 
 /// Avro in the Confluent wire format, as JSON text.
-async fn decode_avro(registry: &spine_avro::registry::RegistryClient, payload: &[u8]) -> String {
-    use spine_avro::apache_avro::{self, Schema};
-    let Ok((id, body)) = spine_avro::wire::split(payload) else {
+async fn decode_avro(
+    registry: &spine_kafka_avro::registry::RegistryClient,
+    payload: &[u8],
+) -> String {
+    use spine_kafka_avro::apache_avro::{self, Schema};
+    let Ok((id, body)) = spine_kafka_avro::wire::split(payload) else {
         return format!("(not Avro wire format: {} bytes)", payload.len());
     };
     let schema = match registry.schema_by_id(id).await {

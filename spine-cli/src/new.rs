@@ -1,7 +1,7 @@
 //! `spine new`: renders a template (minijinja; the templates are compiled
 //! into the binary) into a new crate directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use minijinja::{context, Environment};
 
@@ -101,19 +101,8 @@ pub(crate) fn run(args: &NewArgs) -> Result<(), CliError> {
             return Err(CliError::NotEmpty(dir));
         }
     }
-    let spine_dep = match &args.spine_path {
-        Some(p) => {
-            let p = std::fs::canonicalize(p).map_err(io(p))?;
-            if !p.join("Cargo.toml").exists() {
-                return Err(CliError::Refused(format!(
-                    "--spine-path {} has no Cargo.toml; point it at a checkout of Spine",
-                    p.display()
-                )));
-            }
-            format!("spine = {{ path = {:?} }}", p.display().to_string())
-        }
-        None => format!("spine = \"{}\"", env!("CARGO_PKG_VERSION")),
-    };
+    let dep = dependency(args, built_from_checkout())?;
+    let spine_dep = dep.line();
     let template = match args.template {
         Template::Json => "json",
         Template::Avro => "avro",
@@ -131,8 +120,8 @@ pub(crate) fn run(args: &NewArgs) -> Result<(), CliError> {
     let ctx = context! {
         name => &args.name,
         template => template,
-        spine_dep => spine_dep,
-        spine_path => args.spine_path.is_some(),
+        spine_dep => &spine_dep,
+        spine_path => dep.is_path(),
         namespace => format!("com.example.{}", args.name.replace('-', "_")),
         in_topic, in_event, out_topic, out_event,
     };
@@ -169,11 +158,91 @@ pub(crate) fn run(args: &NewArgs) -> Result<(), CliError> {
         args.name,
         dir.display()
     );
+    println!("Dependency: {} ({})", spine_dep, dep.reason());
     println!(
         "Next:\n  cd {}\n  spine dev            # local Kafka and schema registry\n  cargo run",
         dir.display()
     );
     Ok(())
+}
+
+/// Where the generated crate takes Spine from.
+#[derive(Debug, PartialEq)]
+enum SpineDependency {
+    /// `--spine-path DIR`.
+    Path(PathBuf),
+    /// No flag, and the checkout this binary was built from still exists:
+    /// until the crates are on crates.io, that is the one source that builds.
+    Checkout(PathBuf),
+    /// `--spine-version`, or a binary installed from crates.io (its own
+    /// version, so that the CLI and the library match).
+    Published { version: String, asked: bool },
+}
+
+impl SpineDependency {
+    fn line(&self) -> String {
+        match self {
+            SpineDependency::Path(p) | SpineDependency::Checkout(p) => {
+                format!("{PACKAGE} = {{ path = {:?} }}", p.display().to_string())
+            }
+            SpineDependency::Published { version, .. } => format!("{PACKAGE} = \"{version}\""),
+        }
+    }
+
+    fn is_path(&self) -> bool {
+        !matches!(self, SpineDependency::Published { .. })
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            SpineDependency::Path(_) => "--spine-path",
+            SpineDependency::Checkout(_) => {
+                "the checkout this `spine` was built from; pass --spine-version to use crates.io instead"
+            }
+            SpineDependency::Published { asked: true, .. } => "--spine-version",
+            SpineDependency::Published { asked: false, .. } => {
+                "the published crate of this `spine`'s version"
+            }
+        }
+    }
+}
+
+/// The facade's package name; its library is `spine`, so code says `spine::`.
+const PACKAGE: &str = "spine-kafka";
+
+/// The Spine checkout this binary was built from, if it is one and still
+/// exists. A `spine` installed from crates.io was built from a package in
+/// cargo's registry cache, whose parent directory holds no Spine workspace.
+fn built_from_checkout() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).ok()?;
+    manifest
+        .contains(&format!("name = \"{PACKAGE}\""))
+        .then(|| root.to_path_buf())
+}
+
+fn dependency(args: &NewArgs, checkout: Option<PathBuf>) -> Result<SpineDependency, CliError> {
+    if let Some(p) = &args.spine_path {
+        let p = std::fs::canonicalize(p).map_err(io(p))?;
+        if !p.join("Cargo.toml").exists() {
+            return Err(CliError::Refused(format!(
+                "--spine-path {} has no Cargo.toml; point it at a checkout of Spine",
+                p.display()
+            )));
+        }
+        return Ok(SpineDependency::Path(p));
+    }
+    Ok(match (&args.spine_version, checkout) {
+        (Some(v), _) => SpineDependency::Published {
+            version: v.clone(),
+            asked: true,
+        },
+        (None, Some(dir)) => SpineDependency::Checkout(dir),
+        (None, None) => SpineDependency::Published {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            asked: false,
+        },
+    })
 }
 
 fn write(path: &Path, text: &str) -> Result<(), CliError> {
@@ -185,7 +254,42 @@ fn write(path: &Path, text: &str) -> Result<(), CliError> {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_name;
+    use super::*;
+
+    fn args(spine_path: Option<&Path>, spine_version: Option<&str>) -> NewArgs {
+        NewArgs {
+            name: "svc".into(),
+            template: Template::Json,
+            path: ".".into(),
+            spine_path: spine_path.map(Path::to_path_buf),
+            spine_version: spine_version.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn without_a_checkout_the_published_crate_of_the_cli_version() {
+        let dep = dependency(&args(None, None), None).unwrap();
+        assert_eq!(
+            dep.line(),
+            format!("spine-kafka = \"{}\"", env!("CARGO_PKG_VERSION"))
+        );
+        assert!(!dep.is_path());
+    }
+
+    #[test]
+    fn with_a_checkout_its_path_unless_a_version_is_asked_for() {
+        let dir = PathBuf::from("/src/spine");
+        let dep = dependency(&args(None, None), Some(dir.clone())).unwrap();
+        assert_eq!(dep.line(), "spine-kafka = { path = \"/src/spine\" }");
+        let dep = dependency(&args(None, Some("0.3.1")), Some(dir)).unwrap();
+        assert_eq!(dep.line(), "spine-kafka = \"0.3.1\"");
+    }
+
+    #[test]
+    fn this_binary_knows_its_checkout() {
+        let root = built_from_checkout().expect("built from this workspace");
+        assert!(root.join("spine-cli").is_dir(), "{}", root.display());
+    }
 
     #[test]
     fn crate_names() {

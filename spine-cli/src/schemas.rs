@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
-use spine_avro::registry::{Auth, RegistryClient, RegistryError};
+use spine_kafka_avro::registry::{Auth, RegistryClient, RegistryError};
+use spine_kafka_avro::subject::{subject_name, SubjectStrategy};
 
 use crate::cli::{RegistryArgs, SchemaFiles, Strategy};
 use crate::error::{io, CliError};
@@ -248,11 +249,14 @@ async fn process(
                 .unwrap_or_default()
         });
         let record = parsed_schema.name().map(|n| n.fullname(None));
-        let subject = match (files.strategy, &record) {
-            (Strategy::Topic, _) => format!("{topic}-value"),
-            (Strategy::Record, Some(r)) => r.clone(),
-            (Strategy::TopicRecord, Some(r)) => format!("{topic}-{r}"),
-            (_, None) => {
+        let strategy = match files.strategy {
+            Strategy::Topic => SubjectStrategy::Topic,
+            Strategy::Record => SubjectStrategy::Record,
+            Strategy::TopicRecord => SubjectStrategy::TopicRecord,
+        };
+        let subject = match subject_name(strategy, &topic, record.as_deref()) {
+            Some(s) => s,
+            None => {
                 rows.push(Row {
                     file: f.rel.clone(),
                     subject: "-".into(),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use spine_avro::registry::{Auth, RegistryClient};
+use spine_kafka_avro::registry::{Auth, RegistryClient};
 
 use common::free_port;
 

@@ -13,14 +13,16 @@ use std::process::{Command, Output};
 
 use common::{text, workspace};
 
-fn spine_new(name: &str, template: &str, dir: &Path) -> PathBuf {
-    let out = Command::new(env!("CARGO_BIN_EXE_spine"))
-        .args(["new", name, "--template", template, "--path"])
-        .arg(dir)
-        .arg("--spine-path")
-        .arg(workspace())
-        .output()
-        .unwrap();
+/// `spine new`; with `--spine-path` pointing at this checkout, or without it,
+/// when the CLI must find the checkout it was built from by itself.
+fn spine_new(name: &str, template: &str, dir: &Path, spine_path: bool) -> PathBuf {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spine"));
+    cmd.args(["new", name, "--template", template, "--path"])
+        .arg(dir);
+    if spine_path {
+        cmd.arg("--spine-path").arg(workspace());
+    }
+    let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let krate = dir.join(name);
     std::fs::copy(workspace().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
@@ -45,7 +47,14 @@ fn cargo(krate: &Path, args: &[&str]) -> Output {
 fn every_template_builds_and_passes_its_tests() {
     let tmp = tempfile::tempdir().unwrap();
     for template in ["json", "avro", "pipeline"] {
-        let krate = spine_new(&format!("svc-{template}"), template, tmp.path());
+        // The json crate is generated as a new user would, without
+        // --spine-path: it must build against this checkout all the same.
+        let krate = spine_new(
+            &format!("svc-{template}"),
+            template,
+            tmp.path(),
+            template != "json",
+        );
         for f in ["Cargo.toml", "src/main.rs", "spine.toml", "README.md"] {
             assert!(krate.join(f).exists(), "{template}: {f}");
         }
@@ -108,10 +117,10 @@ fn schemas_check(krate: &Path, url: &str) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_avro_service_checks_its_types_against_the_registry() {
-    use spine_avro::registry::{Auth, DevRegistry, RegistryClient};
+    use spine_kafka_avro::registry::{Auth, DevRegistry, RegistryClient};
 
     let tmp = tempfile::tempdir().unwrap();
-    let krate = spine_new("svc-drift", "avro", tmp.path());
+    let krate = spine_new("svc-drift", "avro", tmp.path(), true);
     let reg = DevRegistry::new()
         .start("127.0.0.1:0".parse().unwrap())
         .await
@@ -158,7 +167,7 @@ async fn a_generated_avro_service_checks_its_types_against_the_registry() {
     client
         .set_compatibility(
             Some("orders-value"),
-            spine_avro::registry::CompatibilityLevel::None,
+            spine_kafka_avro::registry::CompatibilityLevel::None,
         )
         .await
         .unwrap();
@@ -210,11 +219,48 @@ fn new_refuses_bad_names_and_non_empty_directories() {
         std::fs::read_to_string(tmp.path().join("taken/keep.txt")).unwrap(),
         "mine"
     );
-    let out = run("fresh");
-    assert!(out.status.success(), "{}", text(&out));
-    let manifest = std::fs::read_to_string(tmp.path().join("fresh/Cargo.toml")).unwrap();
+}
+
+#[test]
+fn new_depends_on_its_checkout_until_published_or_on_the_version_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let new = |name: &str, extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_spine"))
+            .args(["new", name, "--path"])
+            .arg(tmp.path())
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let manifest = std::fs::read_to_string(tmp.path().join(name).join("Cargo.toml")).unwrap();
+        (text(&out), manifest)
+    };
+
+    // No flag: the checkout this binary was built from, said so.
+    let (out, manifest) = new("from-checkout", &[]);
+    let line = format!(
+        "spine-kafka = {{ path = {:?} }}",
+        workspace().display().to_string()
+    );
+    assert!(manifest.contains(&line), "{manifest}");
+    assert!(manifest.contains("\n[workspace]"), "{manifest}");
     assert!(
-        manifest.contains(&format!("spine = \"{}\"", env!("CARGO_PKG_VERSION"))),
-        "released version by default: {manifest}"
+        out.contains(&format!(
+            "Dependency: {line} (the checkout this `spine` was built from"
+        )),
+        "{out}"
+    );
+
+    // The published package, as once on crates.io.
+    let (out, manifest) = new("from-crates-io", &["--spine-version", "0.1.0"]);
+    assert!(
+        manifest.contains("\nspine-kafka = \"0.1.0\"\n"),
+        "{manifest}"
+    );
+    assert!(!manifest.contains("[workspace]"), "{manifest}");
+    assert!(!manifest.contains("path ="), "{manifest}");
+    assert!(
+        out.contains("Dependency: spine-kafka = \"0.1.0\" (--spine-version)"),
+        "{out}"
     );
 }

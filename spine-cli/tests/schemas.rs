@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use spine_avro::registry::{Auth, DevRegistry, DevRegistryHandle, RegistryClient};
+use spine_kafka_avro::registry::{Auth, DevRegistry, DevRegistryHandle, RegistryClient};
 
 use common::text;
 

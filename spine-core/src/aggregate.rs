@@ -47,7 +47,7 @@ enum IdSource {
 ///
 /// ```
 /// use std::time::Duration;
-/// use spine_core::Aggregate;
+/// use spine_kafka_core::Aggregate;
 ///
 /// #[derive(serde::Deserialize)]
 /// struct OrderPlaced { order_id: String, amount_cents: i64 }

@@ -91,7 +91,7 @@ impl Error {
 /// [`HandlerError::fatal`] skips the retries.
 ///
 /// ```
-/// use spine_core::HandlerError;
+/// use spine_kafka_core::HandlerError;
 ///
 /// fn parse(amount: &str) -> Result<i64, HandlerError> {
 ///     let n: i64 = amount.parse()?; // ParseIntError converts

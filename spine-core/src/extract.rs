@@ -175,7 +175,7 @@ impl FromRecord for Raw {
 /// Shared application state registered with `Builder::state`.
 ///
 /// ```
-/// use spine_core::State;
+/// use spine_kafka_core::State;
 /// struct Db { url: String }
 /// async fn handler(_order: serde_json::Value, db: State<Db>) {
 ///     println!("{}", db.url); // derefs to Db
@@ -316,7 +316,7 @@ impl Context {
     /// its `spine.request.id` back.
     ///
     /// ```no_run
-    /// # use spine_core::{Context, HandlerError};
+    /// # use spine_kafka_core::{Context, HandlerError};
     /// # use std::time::Duration;
     /// #[derive(serde::Deserialize)]
     /// struct Price { cents: i64 }

@@ -4,7 +4,7 @@
 //!
 //! ```
 //! use std::sync::atomic::{AtomicU64, Ordering};
-//! use spine_core::middleware::{Middleware, MessageInfo, Outcome};
+//! use spine_kafka_core::middleware::{Middleware, MessageInfo, Outcome};
 //!
 //! #[derive(Default)]
 //! struct CountDeadLetters(AtomicU64);

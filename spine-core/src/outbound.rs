@@ -392,9 +392,9 @@ pub(crate) fn kafka_config_error(_config: &Config, e: rdkafka::error::KafkaError
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let mut config = spine_core::Config::default();
+/// let mut config = spine_kafka_core::Config::default();
 /// config.set_kafka("bootstrap.servers", "127.0.0.1:9092");
-/// let publisher = spine_core::Publisher::new(&config)?;
+/// let publisher = spine_kafka_core::Publisher::new(&config)?;
 /// publisher
 ///     .publish("orders", "order.placed", Some("o-1"), &serde_json::json!({"order_id": "o-1"}))
 ///     .await?;

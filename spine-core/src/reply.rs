@@ -11,7 +11,7 @@ use crate::error::HandlerError;
 /// `ce_*` headers of the incoming message's conversation.
 ///
 /// ```
-/// use spine_core::Reply;
+/// use spine_kafka_core::Reply;
 /// #[derive(serde::Serialize)]
 /// struct Accepted { order_id: String, accepted: bool }
 ///
@@ -37,7 +37,7 @@ pub struct Reply {
 /// the request's id back so the requester can match it.
 ///
 /// ```
-/// use spine_core::{respond, Reply};
+/// use spine_kafka_core::{respond, Reply};
 ///
 /// #[derive(serde::Deserialize)]
 /// struct PriceRequested { sku: String }

@@ -3,9 +3,9 @@
 //! dead-lettering, replies) and returns what the app would have published.
 //!
 //! ```
-//! use spine_core::testing::TestApp;
-//! use spine_core::{Reply, Spine};
-//! # use spine_core::__private::{HandlerDescriptor, HandlerInfo};
+//! use spine_kafka_core::testing::TestApp;
+//! use spine_kafka_core::{Reply, Spine};
+//! # use spine_kafka_core::__private::{HandlerDescriptor, HandlerInfo};
 //! #[derive(serde::Deserialize)]
 //! struct Ping { n: u32 }
 //! async fn ping(p: Ping) -> Reply {
@@ -210,9 +210,9 @@ impl TestApp {
     ///
     /// ```
     /// # async fn demo() {
-    /// use spine_core::testing::TestApp;
-    /// # let app = TestApp::new(spine_core::Spine::builder().config({
-    /// #     let mut c = spine_core::Config::default(); c.app.topics = vec!["t".into()]; c })).unwrap();
+    /// use spine_kafka_core::testing::TestApp;
+    /// # let app = TestApp::new(spine_kafka_core::Spine::builder().config({
+    /// #     let mut c = spine_kafka_core::Config::default(); c.app.topics = vec!["t".into()]; c })).unwrap();
     /// app.respond("prices", "price.requested", |req: serde_json::Value| {
     ///     serde_json::json!({ "sku": req["sku"], "cents": 499 })
     /// });

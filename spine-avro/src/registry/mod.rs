@@ -3,10 +3,12 @@
 
 mod client;
 pub mod compat;
+#[cfg(feature = "dev-registry")]
 mod server;
 mod types;
 
 pub use client::{Auth, RegistryClient, RegistryError};
+#[cfg(feature = "dev-registry")]
 pub use server::{DevRegistry, DevRegistryHandle};
 pub use types::{
     CompatibilityLevel, CompatibilityResult, ErrorBody, RegisteredSchema, SchemaBody, SchemaById,

@@ -48,7 +48,7 @@ struct Shared {
 ///
 /// ```no_run
 /// # async fn demo() -> std::io::Result<()> {
-/// let registry = spine_avro::registry::DevRegistry::new()
+/// let registry = spine_kafka_avro::registry::DevRegistry::new()
 ///     .start("127.0.0.1:0".parse().unwrap())
 ///     .await?;
 /// println!("registry at {}", registry.url());
