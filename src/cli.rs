@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{ContentArrangement, Table};
-use spine_kafka_core::{Builder, Config, RouteInfo};
+use spine_kafka_core::{Builder, RouteInfo};
 
 /// A Spine service.
 #[derive(Debug, Parser)]
@@ -148,7 +148,8 @@ where
             .map(|(c, r)| {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&asyncapi(&c, &r)).unwrap_or_default()
+                    serde_json::to_string_pretty(&spine_kafka_core::asyncapi::document(&c, &r))
+                        .unwrap_or_default()
                 );
             })
             .map_err(Into::into),
@@ -237,20 +238,14 @@ async fn replay(builder: Builder, args: ReplayArgs) -> CliResult {
     Ok(())
 }
 
-fn table(headers: &[&str]) -> Table {
+/// A table with these column headers, in the style of every Spine command
+/// (the `spine` CLI's too).
+pub fn table(headers: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_BORDERS_ONLY)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(headers.to_vec());
     t
-}
-
-fn handler_name(r: &RouteInfo) -> String {
-    if r.steps.is_empty() {
-        r.handler.clone()
-    } else {
-        format!("{} (pipeline: {})", r.handler, r.steps.join(" → "))
-    }
 }
 
 fn print_routes(routes: &[RouteInfo]) {
@@ -259,7 +254,7 @@ fn print_routes(routes: &[RouteInfo]) {
         t.add_row(vec![
             r.topic.clone(),
             r.event.clone().unwrap_or_else(|| "*".into()),
-            handler_name(r),
+            r.display_name(),
             r.payload.clone(),
             r.codec.to_owned(),
             r.location.clone(),
@@ -382,7 +377,7 @@ async fn check(builder: Builder, registry: Option<String>) -> CliResult {
         t.add_row(vec![
             r.topic.clone(),
             event,
-            handler_name(r),
+            r.display_name(),
             subject,
             version,
             status,
@@ -396,63 +391,6 @@ async fn check(builder: Builder, registry: Option<String>) -> CliResult {
         .into());
     }
     Ok(())
-}
-
-/// An AsyncAPI 3.0 document: channels from topics, messages from events,
-/// payloads from the types (their Avro schemas where they have one).
-fn asyncapi(config: &Config, routes: &[RouteInfo]) -> serde_json::Value {
-    use serde_json::{json, Map, Value};
-    let mut channels = Map::new();
-    let mut operations = Map::new();
-    let mut messages = Map::new();
-    for r in routes.iter().filter(|r| r.subscribed) {
-        let event = r.event.clone().unwrap_or_else(|| "any".into());
-        let msg_id = format!("{}.{}", r.topic, event).replace(['/', '~'], "_");
-        let payload = match &r.reader_schema {
-            Some(s) if r.codec == "avro" => json!({
-                "schemaFormat": "application/vnd.apache.avro+json;version=1.9.0",
-                "schema": serde_json::from_str::<Value>(s).unwrap_or(Value::Null),
-            }),
-            _ => {
-                json!({ "description": format!("JSON, decoded as the Rust type `{}`", r.payload) })
-            }
-        };
-        let content_type = if r.codec == "avro" {
-            "application/avro"
-        } else {
-            "application/json"
-        };
-        messages.insert(
-            msg_id.clone(),
-            json!({
-                "name": event,
-                "title": r.event.clone().unwrap_or_else(|| format!("every event of {}", r.topic)),
-                "contentType": content_type,
-                "payload": payload,
-            }),
-        );
-        let channel = channels
-            .entry(r.topic.clone())
-            .or_insert_with(|| json!({ "address": r.topic, "messages": {} }));
-        channel["messages"][&event] = json!({ "$ref": format!("#/components/messages/{msg_id}") });
-        operations.insert(
-            format!("{}_{}", r.handler, msg_id).replace('.', "_"),
-            json!({
-                "action": "receive",
-                "channel": { "$ref": format!("#/channels/{}", r.topic.replace('/', "~1")) },
-                "messages": [ { "$ref": format!("#/channels/{}/messages/{event}", r.topic.replace('/', "~1")) } ],
-                "summary": format!("handled by {} ({})", handler_name(r), r.location),
-            }),
-        );
-    }
-    json!({
-        "asyncapi": "3.0.0",
-        "info": { "title": config.app.name, "version": env!("CARGO_PKG_VERSION") },
-        "defaultContentType": "application/json",
-        "channels": channels,
-        "operations": operations,
-        "components": { "messages": messages },
-    })
 }
 
 #[cfg(test)]

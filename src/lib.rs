@@ -129,6 +129,10 @@ pub mod __private {
     };
     pub use spine_kafka_core::{HandlerError, Reply};
 
+    /// Tables in the style of every Spine command, for the `spine` CLI.
+    #[cfg(feature = "cli")]
+    pub use crate::cli::table;
+
     /// Compile-time checks `#[on]` places on the user's types.
     pub mod assert {
         pub use spine_kafka_core::__private::assert::*;

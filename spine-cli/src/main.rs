@@ -8,7 +8,6 @@ mod events;
 mod new;
 mod offsets;
 mod schemas;
-mod table;
 
 use std::process::ExitCode;
 

@@ -120,7 +120,7 @@ fn reset_blocking(
         Some(Offset::Offset(o)) => o.to_string(),
         _ => "none".to_owned(),
     };
-    let mut table = crate::table::new(&["partition", "before", "after"]);
+    let mut table = spine::__private::table(&["partition", "before", "after"]);
     for p in &partitions {
         table.add_row(vec![p.to_string(), show(&before, *p), show(&after, *p)]);
     }

@@ -78,7 +78,7 @@ pub(crate) async fn register(
 ) -> Result<(), CliError> {
     let client = client(registry)?;
     let rows = process(files, &client, write).await?;
-    let mut table = crate::table::new(&["file", "subject", "version", "id", "status"]);
+    let mut table = spine::__private::table(&["file", "subject", "version", "id", "status"]);
     let mut failed = 0;
     for r in &rows {
         let status = match &r.status {
@@ -120,7 +120,7 @@ pub(crate) async fn list(registry: &RegistryArgs) -> Result<(), CliError> {
     let client = client(registry)?;
     let mut subjects = client.subjects().await?;
     subjects.sort();
-    let mut table = crate::table::new(&["subject", "latest version", "id"]);
+    let mut table = spine::__private::table(&["subject", "latest version", "id"]);
     for s in &subjects {
         let latest = client.version(s, "latest").await?;
         table.add_row(vec![

@@ -9,6 +9,7 @@
 
 pub mod aggregate;
 mod app;
+pub mod asyncapi;
 pub mod codec;
 pub mod config;
 mod consumer;

@@ -151,6 +151,17 @@ pub struct RouteInfo {
     pub replies: Vec<(&'static str, Option<String>)>,
 }
 
+impl RouteInfo {
+    /// The handler's name, or for a pipeline its name and steps.
+    pub fn display_name(&self) -> String {
+        if self.steps.is_empty() {
+            self.handler.clone()
+        } else {
+            format!("{} (pipeline: {})", self.handler, self.steps.join(" → "))
+        }
+    }
+}
+
 /// Routes of every subscribed topic.
 pub(crate) struct DispatchTable {
     topics: Vec<TopicRoutes>,
