@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use spine::config::Ordering as Order;
+use spine::config::OrderingPolicy as Order;
 use spine::prelude::*;
 use support::*;
 
@@ -172,7 +172,15 @@ async fn backpressure_bounds_work_in_flight() {
     let run = unique("run");
     produce_steps(&topic, &run, 20, 3).await;
     let recorder = std::sync::Arc::new(Recorder::default());
-    let stats = run_shared(&topic, &unique("bp"), Order::None, 4, recorder.clone(), 60).await;
+    let stats = run_shared(
+        &topic,
+        &unique("bp"),
+        Order::Unordered,
+        4,
+        recorder.clone(),
+        60,
+    )
+    .await;
     let max = recorder.max_active.load(Ordering::SeqCst);
     assert!(
         max <= 4,
@@ -273,7 +281,7 @@ async fn graceful_shutdown_finishes_in_flight_work_and_commits_exactly_what_was_
 
     // First run: stop after a few messages, while others are in flight.
     let first = std::sync::Arc::new(Recorder::default());
-    run_shared(&topic, &group, Order::None, 8, first.clone(), 5).await;
+    run_shared(&topic, &group, Order::Unordered, 8, first.clone(), 5).await;
     assert_eq!(
         first.active.load(Ordering::SeqCst),
         0,
@@ -303,7 +311,15 @@ async fn graceful_shutdown_finishes_in_flight_work_and_commits_exactly_what_was_
     // Second run, same group: picks up where the first stopped, no re-handling.
     let second = std::sync::Arc::new(Recorder::default());
     let remaining = 200 - committed_at as usize;
-    run_shared(&topic, &group, Order::None, 8, second.clone(), remaining).await;
+    run_shared(
+        &topic,
+        &group,
+        Order::Unordered,
+        8,
+        second.clone(),
+        remaining,
+    )
+    .await;
     let again: BTreeSet<u32> = second
         .log
         .lock()

@@ -464,14 +464,14 @@ async fn respond_answers_on_the_requests_reply_topic_with_its_id() {
     let app = app(Spine::builder().handlers(spine::handlers![quote_price]));
     let msg = TestMessage::json("prices", "price.requested", &json!({"sku": "s-1"}))
         .header(headers::CE_ID, "req-7")
-        .header(spine::request::REPLY_TO, "shop.replies")
-        .header(spine::request::REQUEST_ID, "req-7");
+        .header(headers::REPLY_TO, "shop.replies")
+        .header(headers::REQUEST_ID, "req-7");
     let out = app.send_message(msg).await;
     assert_eq!(out.replies.len(), 1);
     let r = &out.replies[0];
     assert_eq!(r.topic, "shop.replies");
     assert_eq!(r.event(), Some("price.quoted"));
-    assert_eq!(r.header(spine::request::REQUEST_ID), Some("req-7"));
+    assert_eq!(r.header(headers::REQUEST_ID), Some("req-7"));
     assert_eq!(r.header(headers::CE_CAUSATION_ID), Some("req-7"));
     assert_eq!(r.json::<serde_json::Value>().unwrap()["cents"], 499);
 }

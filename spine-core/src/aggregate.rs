@@ -23,17 +23,13 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
-use crate::dispatch::{dlq_headers, Resume, Shared};
+use crate::dispatch::{Resume, Shared};
 use crate::error::{Error, HandlerError};
 use crate::extract::{Context, Meta, Raw};
 use crate::handler::{HandlerDescriptor, HandlerInfo};
+use crate::headers::CE_TYPE;
+use crate::headers::{dead_letter, AGGREGATE_ID, AGGREGATE_PARTS};
 use crate::outbound::{OutRecord, SentKind};
-use crate::record::CE_TYPE;
-
-/// Aggregates completed. Labels: `aggregate`.
-pub const COMPLETED: &str = "spine_aggregates_completed_total";
-/// Aggregates expired (timeout or `max_open`) and dead-lettered. Labels: `aggregate`, `reason`.
-pub const EXPIRED: &str = "spine_aggregates_expired_total";
 
 /// Where an aggregate's id comes from.
 #[derive(Debug, Clone)]
@@ -485,7 +481,8 @@ impl Aggregator {
             .handle(msg, topic_idx, Some(self.name.clone()), Resume::Fresh)
             .await;
         shared.outbound.settle(deliveries).await;
-        metrics::counter!(COMPLETED, "aggregate" => self.name.clone()).increment(1);
+        metrics::counter!(crate::metrics::AGGREGATES_COMPLETED, "aggregate" => self.name.clone())
+            .increment(1);
         shared.stats.aggregate_completed();
         for h in p.holds {
             let _ = h.send(());
@@ -509,7 +506,7 @@ impl Aggregator {
             missing.join(", ")
         );
         tracing::warn!(aggregate = %self.name, id = %p.id, parts = p.records.len(), %message, "aggregate expired");
-        metrics::counter!(EXPIRED, "aggregate" => self.name.clone(), "reason" => why).increment(1);
+        metrics::counter!(crate::metrics::AGGREGATES_EXPIRED, "aggregate" => self.name.clone(), "reason" => why).increment(1);
         shared.stats.aggregate_expired();
         if shared.config.dead_letter.enabled {
             let deliveries = p
@@ -538,16 +535,16 @@ impl Aggregator {
     ) -> OutRecord {
         let mut headers = meta.headers.clone();
         let mut add = |k: &str, v: &str| headers.push((k.to_owned(), v.as_bytes().to_vec()));
-        add(dlq_headers::TOPIC, &meta.topic);
-        add(dlq_headers::PARTITION, &meta.partition.to_string());
-        add(dlq_headers::OFFSET, &meta.offset.to_string());
-        add(dlq_headers::ERROR_KIND, "aggregate");
-        add(dlq_headers::ERROR_CODE, "aggregate.expired");
-        add(dlq_headers::ERROR_MESSAGE, message);
-        add(dlq_headers::ATTEMPTS, "1");
-        add(dlq_headers::HANDLER, &self.name);
+        add(dead_letter::TOPIC, &meta.topic);
+        add(dead_letter::PARTITION, &meta.partition.to_string());
+        add(dead_letter::OFFSET, &meta.offset.to_string());
+        add(dead_letter::ERROR_KIND, "aggregate");
+        add(dead_letter::ERROR_CODE, "aggregate.expired");
+        add(dead_letter::ERROR_MESSAGE, message);
+        add(dead_letter::ATTEMPTS, "1");
+        add(dead_letter::HANDLER, &self.name);
         if let Some(e) = &meta.event {
-            add(dlq_headers::EVENT, e);
+            add(dead_letter::EVENT, e);
         }
         add(AGGREGATE_ID, id);
         add(AGGREGATE_PARTS, &had.join(","));
@@ -602,8 +599,3 @@ impl Aggregator {
         });
     }
 }
-
-/// Header of an expired aggregate's dead letters: the aggregate's id.
-pub const AGGREGATE_ID: &str = "spine.aggregate.id";
-/// Header of an expired aggregate's dead letters: the part names it had.
-pub const AGGREGATE_PARTS: &str = "spine.aggregate.parts";

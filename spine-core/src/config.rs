@@ -174,7 +174,7 @@ pub struct DispatchConfig {
     /// Where the event name comes from.
     pub event: EventSource,
     /// Which messages must be handled in order.
-    pub ordering: Ordering,
+    pub ordering: OrderingPolicy,
     /// Messages handled or waiting at once before fetching pauses.
     pub max_in_flight: usize,
     /// What happens to a message no handler matches.
@@ -191,7 +191,7 @@ impl Default for DispatchConfig {
     fn default() -> Self {
         DispatchConfig {
             event: EventSource::default(),
-            ordering: Ordering::Key,
+            ordering: OrderingPolicy::Key,
             max_in_flight: 1024,
             unknown_event: UnknownEvent::Skip,
             commit_interval: Duration::from_secs(1),
@@ -354,7 +354,7 @@ pub enum EventSource {
 
 impl Default for EventSource {
     fn default() -> Self {
-        EventSource::Header(crate::record::CE_TYPE.to_owned())
+        EventSource::Header(crate::headers::CE_TYPE.to_owned())
     }
 }
 
@@ -404,17 +404,18 @@ impl<'de> Deserialize<'de> for EventSource {
     }
 }
 
-/// Which messages must be handled in order.
+/// Which messages must be handled in order (`[dispatch] ordering`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Ordering {
+pub enum OrderingPolicy {
     /// Same key, same partition: in order. Different keys run concurrently.
     /// Messages without a key are ordered with each other per partition.
     Key,
     /// One message at a time per partition.
     Partition,
-    /// No ordering: every message may run concurrently.
-    None,
+    /// No ordering: every message may run concurrently (`ordering = "none"`).
+    #[serde(rename = "none", alias = "unordered")]
+    Unordered,
 }
 
 /// What happens to a message whose event has no handler.
@@ -774,12 +775,20 @@ mod tests {
         assert_eq!(c.kafka["session.timeout.ms"], "6000");
         assert_eq!(c.kafka["enable.partition.eof"], "false");
         assert_eq!(c.group_id(), "g1");
-        assert_eq!(c.dispatch.ordering, Ordering::Partition);
+        assert_eq!(c.dispatch.ordering, OrderingPolicy::Partition);
         assert_eq!(c.dispatch.commit_interval, Duration::from_millis(250));
         assert_eq!(c.event_source("orders"), &EventSource::Field("type".into()));
         assert_eq!(c.event_source("other"), &EventSource::Key);
         assert_eq!(c.dead_letter_topic("orders"), "dead.orders");
         assert_eq!(c.unknown_event("orders"), UnknownEvent::DeadLetter);
+    }
+
+    #[test]
+    fn ordering_none_is_the_unordered_policy() {
+        for word in ["none", "unordered"] {
+            let c = Config::from_toml(&format!("[dispatch]\nordering = \"{word}\"")).unwrap();
+            assert_eq!(c.dispatch.ordering, OrderingPolicy::Unordered, "{word}");
+        }
     }
 
     fn config_error(text: &str) -> (String, String) {

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
@@ -67,7 +67,7 @@ impl Registry {
 
     fn fresh(&self) -> Arc<PartitionShared> {
         Arc::new(PartitionShared {
-            gen: self.next_gen.fetch_add(1, AtomicOrdering::Relaxed),
+            gen: self.next_gen.fetch_add(1, Ordering::Relaxed),
             committable: AtomicI64::new(-1),
             revoked: AtomicBool::new(false),
         })
@@ -92,8 +92,8 @@ impl ConsumerContext for SpineContext {
             let mut parts = self.registry.lock();
             for e in revoked.elements() {
                 if let Some(p) = parts.remove(&(e.topic().to_owned(), e.partition())) {
-                    p.revoked.store(true, AtomicOrdering::Relaxed);
-                    let c = p.committable.load(AtomicOrdering::Relaxed);
+                    p.revoked.store(true, Ordering::Relaxed);
+                    let c = p.committable.load(Ordering::Relaxed);
                     if c >= 0 {
                         // Only fails for a partition listed twice, which cannot happen here.
                         let _ = commit.add_partition_offset(
@@ -350,7 +350,7 @@ impl Loop<'_> {
         if let Some(s) = self.slots.get(self.last_slot) {
             if s.topic_ptr == topic_ptr
                 && s.partition == partition
-                && !s.shared.revoked.load(AtomicOrdering::Relaxed)
+                && !s.shared.revoked.load(Ordering::Relaxed)
             {
                 return self.last_slot;
             }
@@ -361,7 +361,7 @@ impl Loop<'_> {
             .iter()
             .position(|s| s.partition == partition && &*s.topic == topic);
         let idx = match found {
-            Some(i) if !self.slots[i].shared.revoked.load(AtomicOrdering::Relaxed) => i,
+            Some(i) if !self.slots[i].shared.revoked.load(Ordering::Relaxed) => i,
             Some(i) => {
                 self.slots[i] = self.new_slot(topic, topic_ptr, partition);
                 i
@@ -624,8 +624,7 @@ impl Loop<'_> {
     fn start_next_in_lane(&mut self, lane: LaneId) {
         while let Some(w) = self.lanes.release(lane) {
             let slot = &self.slots[w.ticket.slot];
-            if slot.shared.gen != w.ticket.gen || slot.shared.revoked.load(AtomicOrdering::Relaxed)
-            {
+            if slot.shared.gen != w.ticket.gen || slot.shared.revoked.load(Ordering::Relaxed) {
                 self.finished_one();
                 continue;
             }
@@ -683,7 +682,7 @@ impl Loop<'_> {
     fn commit(&mut self, mode: CommitMode, all: bool) {
         let mut tpl = TopicPartitionList::new();
         for s in &mut self.slots {
-            if s.shared.revoked.load(AtomicOrdering::Relaxed) {
+            if s.shared.revoked.load(Ordering::Relaxed) {
                 continue;
             }
             if let Some(c) = s.tracker.committable() {
@@ -716,7 +715,7 @@ enum Inline {
 
 fn publish_committable(s: &mut Slot) {
     if let Some(c) = s.tracker.committable() {
-        s.shared.committable.store(c, AtomicOrdering::Relaxed);
+        s.shared.committable.store(c, Ordering::Relaxed);
     }
 }
 

@@ -4,7 +4,7 @@
 //! loop and [`crate::testing::TestApp`] both go through here.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rdkafka::message::OwnedMessage;
@@ -14,36 +14,13 @@ use crate::config::{Config, UnknownEvent};
 use crate::error::{Failure, FailureKind};
 use crate::extract::{EmitLog, Scope, States};
 use crate::handler::{HandlerDescriptor, HandlerFuture};
+use crate::headers::dead_letter;
 use crate::metrics as m;
 use crate::middleware::{MessageInfo, Middleware, Outcome};
 use crate::outbound::{cloud_event_headers, Delivery, Origin, OutRecord, Outbound, SentKind};
 use crate::record::Record;
 use crate::reply::Reply;
 use crate::routing::{DispatchTable, Route, TopicRoutes};
-
-/// Headers a dead-letter record carries besides the original ones.
-pub mod dlq_headers {
-    /// Source topic.
-    pub const TOPIC: &str = "spine.dlq.topic";
-    /// Source partition.
-    pub const PARTITION: &str = "spine.dlq.partition";
-    /// Source offset.
-    pub const OFFSET: &str = "spine.dlq.offset";
-    /// [`crate::FailureKind`] as text: `decode`, `handler`, `unknown_event`, `encode`.
-    pub const ERROR_KIND: &str = "spine.dlq.error.kind";
-    /// The error message.
-    pub const ERROR_MESSAGE: &str = "spine.dlq.error.message";
-    /// A finer code from the codec, e.g. `avro.wrong_magic`.
-    pub const ERROR_CODE: &str = "spine.dlq.error.code";
-    /// Attempts made.
-    pub const ATTEMPTS: &str = "spine.dlq.attempts";
-    /// The failing handler, when there was one.
-    pub const HANDLER: &str = "spine.dlq.handler";
-    /// The event name, when there was one.
-    pub const EVENT: &str = "spine.dlq.event";
-    /// The pipeline step that failed, when a pipeline did.
-    pub const STEP: &str = "spine.dlq.step";
-}
 
 /// Counters of what the app did since it started.
 #[derive(Debug, Default)]
@@ -87,7 +64,7 @@ pub struct StatsSnapshot {
 
 impl Stats {
     fn add(c: &AtomicU64, n: u64) {
-        c.fetch_add(n, AtomicOrdering::Relaxed);
+        c.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn consumed(&self) {
@@ -107,7 +84,7 @@ impl Stats {
     }
 
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
-        let l = |c: &AtomicU64| c.load(AtomicOrdering::Relaxed);
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
             consumed: l(&self.consumed),
             handled: l(&self.handled),
@@ -730,14 +707,14 @@ impl Shared {
                         "respond(\"{}\", ..) answers a request, but this message has no `{}` header; \
                          publish with Reply::to(topic, ..) instead",
                         reply.event,
-                        crate::request::REPLY_TO
+                        crate::headers::REPLY_TO
                     ),
                 ));
             };
             reply.topic = to.clone();
             let id = origin.request_id.as_deref().unwrap_or(&origin.id);
             reply.headers.push((
-                crate::request::REQUEST_ID.to_owned(),
+                crate::headers::REQUEST_ID.to_owned(),
                 id.as_bytes().to_vec(),
             ));
         }
@@ -766,7 +743,7 @@ impl Shared {
 pub(crate) fn set_content_type(headers: &mut [(String, Vec<u8>)], content_type: &str) {
     if let Some(h) = headers
         .iter_mut()
-        .find(|(k, _)| k == crate::record::CONTENT_TYPE)
+        .find(|(k, _)| k == crate::headers::CONTENT_TYPE)
     {
         h.1 = content_type.as_bytes().to_vec();
     }
@@ -781,26 +758,26 @@ fn dead_letter_record(
     let mut headers = rec.headers_vec();
     let mut add =
         |k: &str, v: Cow<'_, str>| headers.push((k.to_owned(), v.into_owned().into_bytes()));
-    add(dlq_headers::TOPIC, rec.topic.into());
-    add(dlq_headers::PARTITION, rec.partition.to_string().into());
-    add(dlq_headers::OFFSET, rec.offset.to_string().into());
-    add(dlq_headers::ERROR_KIND, f.failure.kind.as_str().into());
+    add(dead_letter::TOPIC, rec.topic.into());
+    add(dead_letter::PARTITION, rec.partition.to_string().into());
+    add(dead_letter::OFFSET, rec.offset.to_string().into());
+    add(dead_letter::ERROR_KIND, f.failure.kind.as_str().into());
     add(
-        dlq_headers::ERROR_MESSAGE,
+        dead_letter::ERROR_MESSAGE,
         f.failure.message.as_str().into(),
     );
-    add(dlq_headers::ATTEMPTS, f.attempts.to_string().into());
+    add(dead_letter::ATTEMPTS, f.attempts.to_string().into());
     if let Some(code) = f.failure.code {
-        add(dlq_headers::ERROR_CODE, code.into());
+        add(dead_letter::ERROR_CODE, code.into());
     }
     for (k, v) in &f.failure.headers {
         add(k, v.as_str().into());
     }
     if let Some(h) = f.handler {
-        add(dlq_headers::HANDLER, h.into());
+        add(dead_letter::HANDLER, h.into());
     }
     if let Some(e) = event {
-        add(dlq_headers::EVENT, e.into());
+        add(dead_letter::EVENT, e.into());
     }
     OutRecord {
         kind: SentKind::DeadLetter,

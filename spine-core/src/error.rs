@@ -268,7 +268,7 @@ impl Failure {
                 message: format!("step `{step}` failed: {error}"),
                 code: None,
                 headers: vec![(
-                    crate::dispatch::dlq_headers::STEP.to_owned(),
+                    crate::headers::dead_letter::STEP.to_owned(),
                     step.to_owned(),
                 )],
             },

@@ -400,19 +400,19 @@ impl Context {
         let request_id = rec
             .headers
             .iter()
-            .find(|(k, _)| k == crate::record::CE_ID)
+            .find(|(k, _)| k == crate::headers::CE_ID)
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         rec.headers.push((
-            crate::request::REPLY_TO.to_owned(),
+            crate::headers::REPLY_TO.to_owned(),
             requests.reply_topic.clone().into_bytes(),
         ));
         rec.headers.push((
-            crate::request::REQUEST_ID.to_owned(),
+            crate::headers::REQUEST_ID.to_owned(),
             request_id.clone().into_bytes(),
         ));
         rec.headers.push((
-            crate::request::REPLY_INSTANCE.to_owned(),
+            crate::headers::REPLY_INSTANCE.to_owned(),
             requests.instance.clone().into_bytes(),
         ));
         let rx = requests.wait_for(&request_id);

@@ -5,20 +5,20 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 
-use crate::config::Ordering;
+use crate::config::OrderingPolicy;
 
 /// Identifies a lane. Two keys may share a lane id if their hashes collide;
 /// that only serialises them, it never reorders anything.
 pub(crate) type LaneId = u64;
 
 pub(crate) struct Lanes<T> {
-    ordering: Ordering,
+    ordering: OrderingPolicy,
     hasher: ahash::RandomState,
     busy: HashMap<LaneId, VecDeque<T>, ahash::RandomState>,
 }
 
 impl<T> Lanes<T> {
-    pub(crate) fn new(ordering: Ordering) -> Self {
+    pub(crate) fn new(ordering: OrderingPolicy) -> Self {
         Lanes {
             ordering,
             hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
@@ -32,12 +32,12 @@ impl<T> Lanes<T> {
         let mut h = self.hasher.build_hasher();
         h.write_usize(slot);
         match (self.ordering, key) {
-            (Ordering::None, _) => return None,
-            (Ordering::Key, Some(k)) => {
+            (OrderingPolicy::Unordered, _) => return None,
+            (OrderingPolicy::Key, Some(k)) => {
                 h.write_u8(1);
                 h.write(k);
             }
-            (Ordering::Key, None) | (Ordering::Partition, _) => h.write_u8(0),
+            (OrderingPolicy::Key, None) | (OrderingPolicy::Partition, _) => h.write_u8(0),
         }
         Some(h.finish())
     }
@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn same_key_waits_other_keys_do_not() {
-        let mut l = Lanes::new(Ordering::Key);
+        let mut l = Lanes::new(OrderingPolicy::Key);
         let a = l.lane_of(0, Some(b"a")).unwrap();
         let b = l.lane_of(0, Some(b"b")).unwrap();
         let a_other_partition = l.lane_of(1, Some(b"a")).unwrap();
@@ -109,13 +109,13 @@ mod tests {
 
     #[test]
     fn modes_choose_the_lane() {
-        let p = Lanes::<()>::new(Ordering::Partition);
+        let p = Lanes::<()>::new(OrderingPolicy::Partition);
         assert_eq!(p.lane_of(3, Some(b"x")), p.lane_of(3, Some(b"y")));
         assert_ne!(p.lane_of(3, None), p.lane_of(4, None));
-        let k = Lanes::<()>::new(Ordering::Key);
+        let k = Lanes::<()>::new(OrderingPolicy::Key);
         assert_eq!(k.lane_of(0, None), k.lane_of(0, None));
         assert_ne!(k.lane_of(0, None), k.lane_of(0, Some(b"")));
-        let n = Lanes::<()>::new(Ordering::None);
+        let n = Lanes::<()>::new(OrderingPolicy::Unordered);
         assert_eq!(n.lane_of(0, Some(b"x")), None);
     }
 }

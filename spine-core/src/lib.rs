@@ -18,6 +18,7 @@ mod dispatch;
 mod error;
 mod extract;
 mod handler;
+pub mod headers;
 mod lanes;
 pub mod metrics;
 pub mod middleware;
@@ -43,15 +44,6 @@ pub use replay::{Position, ReplayOptions, ReplayProgress, ReplayRange, ReplayRep
 pub use reply::{respond, IntoReplies, Reply};
 pub use request::RequestError;
 pub use routing::RouteInfo;
-
-/// Header names Spine reads and writes.
-pub mod headers {
-    pub use crate::dispatch::dlq_headers as dead_letter;
-    pub use crate::record::{
-        CE_CAUSATION_ID, CE_CORRELATION_ID, CE_ID, CE_SOURCE, CE_SPECVERSION, CE_TIME, CE_TYPE,
-        CONTENT_TYPE,
-    };
-}
 
 /// Items the `#[on]` macro's expansion names. Not a public API.
 #[doc(hidden)]

@@ -38,6 +38,10 @@ pub const REQUEST_TIMEOUTS: &str = "spine_request_timeouts_total";
 pub const RESPONSES_UNMATCHED: &str = "spine_responses_unmatched_total";
 /// Times the loop stopped taking messages because `max_in_flight` was reached.
 pub const BACKPRESSURE_PAUSES: &str = "spine_backpressure_pauses_total";
+/// Aggregates completed. Labels: `aggregate`.
+pub const AGGREGATES_COMPLETED: &str = "spine_aggregates_completed_total";
+/// Aggregates expired (timeout or `max_open`) and dead-lettered. Labels: `aggregate`, `reason`.
+pub const AGGREGATES_EXPIRED: &str = "spine_aggregates_expired_total";
 
 /// Counter handles for one topic.
 #[derive(Clone)]

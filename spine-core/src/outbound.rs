@@ -14,11 +14,12 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::metrics as m;
-use crate::record::{
-    Record, CE_CAUSATION_ID, CE_CORRELATION_ID, CE_ID, CE_SOURCE, CE_SPECVERSION, CE_TIME, CE_TYPE,
+use crate::headers::{
+    CE_CAUSATION_ID, CE_CORRELATION_ID, CE_ID, CE_SOURCE, CE_SPECVERSION, CE_TIME, CE_TYPE,
     CONTENT_TYPE,
 };
+use crate::metrics as m;
+use crate::record::Record;
 
 /// Why something was published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,9 +93,9 @@ impl Origin {
             id: rec.event_id(),
             correlation: rec.correlation_id(),
             key: rec.key.map(<[u8]>::to_vec),
-            reply_to: rec.header_str(crate::request::REPLY_TO).map(str::to_owned),
+            reply_to: rec.header_str(crate::headers::REPLY_TO).map(str::to_owned),
             request_id: rec
-                .header_str(crate::request::REQUEST_ID)
+                .header_str(crate::headers::REQUEST_ID)
                 .map(str::to_owned),
         }
     }

@@ -1,24 +1,9 @@
 //! A borrowed view of one consumed Kafka record, the same for a message straight
-//! from librdkafka and for a detached copy, plus the CloudEvents header names.
+//! from librdkafka and for a detached copy.
 
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message, OwnedMessage};
 
-/// `ce_type`: the event name, in the CloudEvents Kafka binding (binary mode).
-pub const CE_TYPE: &str = "ce_type";
-/// `ce_id`: the event's unique id.
-pub const CE_ID: &str = "ce_id";
-/// `ce_source`: who published the event.
-pub const CE_SOURCE: &str = "ce_source";
-/// `ce_specversion`: always `1.0`.
-pub const CE_SPECVERSION: &str = "ce_specversion";
-/// `ce_time`: when the event was published (RFC 3339).
-pub const CE_TIME: &str = "ce_time";
-/// `ce_correlationid`: the id shared by every event of one conversation (extension attribute).
-pub const CE_CORRELATION_ID: &str = "ce_correlationid";
-/// `ce_causationid`: the `ce_id` of the event that caused this one (extension attribute).
-pub const CE_CAUSATION_ID: &str = "ce_causationid";
-/// `content-type`: the payload's media type.
-pub const CONTENT_TYPE: &str = "content-type";
+use crate::headers::{CE_CORRELATION_ID, CE_ID};
 
 /// One consumed record, borrowed. Cheap to build: nothing is copied.
 #[derive(Clone, Copy)]
@@ -153,6 +138,7 @@ impl<'a> Record<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::headers::CE_TYPE;
     use rdkafka::message::{Header, OwnedHeaders};
 
     fn message(headers: OwnedHeaders) -> OwnedMessage {

@@ -29,16 +29,9 @@ use tokio::sync::{oneshot, OnceCell};
 
 use crate::config::Config;
 use crate::extract::Context;
+use crate::headers::{CE_CAUSATION_ID, REQUEST_ID};
 use crate::metrics as m;
 use crate::outbound::{is_producer_only, producer_config};
-use crate::record::CE_CAUSATION_ID;
-
-/// Header naming the topic a request's response goes to.
-pub const REPLY_TO: &str = "spine.reply.to";
-/// Header carrying a request's id; its response carries it back.
-pub const REQUEST_ID: &str = "spine.request.id";
-/// Header naming the app instance that sent a request (for tracing only).
-pub const REPLY_INSTANCE: &str = "spine.reply.instance";
 
 /// A [`crate::Context::request`] failure.
 #[derive(Debug, thiserror::Error)]
