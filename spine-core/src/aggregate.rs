@@ -15,7 +15,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
@@ -342,10 +344,6 @@ struct Pending {
     holds: Vec<oneshot::Sender<()>>,
 }
 
-fn lock(m: &Mutex<Open>) -> std::sync::MutexGuard<'_, Open> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Aggregator {
     async fn on_part(
         self: Arc<Self>,
@@ -368,7 +366,7 @@ impl Aggregator {
         self.start_sweeper(&ctx);
         let hold = ctx.hold();
         let (complete, evicted) = {
-            let mut open = lock(&self.open);
+            let mut open = self.open.lock();
             let mut evicted = Vec::new();
             if !open.by_id.contains_key(&id) {
                 while open.by_id.len() >= self.max_open {
@@ -575,7 +573,7 @@ impl Aggregator {
                     };
                     let now = Instant::now();
                     let expired: Vec<Pending> = {
-                        let mut open = lock(&agg.open);
+                        let mut open = agg.open.lock();
                         let mut out = Vec::new();
                         while let Some((&seq, id)) = open.order.first_key_value() {
                             let due = open.by_id.get(id).is_none_or(|p| p.deadline <= now);

@@ -215,7 +215,7 @@ impl Builder {
             Some(c) => c,
             None => Config::load()?,
         };
-        let sink = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let shared = self.build_shared(config, move |_: &Config| Ok(Outbound::Memory(sink)))?;
         Ok((shared.config.clone(), shared.table.describe()))
     }

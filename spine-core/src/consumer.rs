@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
@@ -54,12 +56,9 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), Arc<PartitionShared>>> {
-        self.parts.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn get_or_assign(&self, topic: &str, partition: i32) -> Arc<PartitionShared> {
-        self.lock()
+        self.parts
+            .lock()
             .entry((topic.to_owned(), partition))
             .or_insert_with(|| self.fresh())
             .clone()
@@ -89,7 +88,7 @@ impl ConsumerContext for SpineContext {
         };
         let mut commit = TopicPartitionList::new();
         {
-            let mut parts = self.registry.lock();
+            let mut parts = self.registry.parts.lock();
             for e in revoked.elements() {
                 if let Some(p) = parts.remove(&(e.topic().to_owned(), e.partition())) {
                     p.revoked.store(true, Ordering::Relaxed);
@@ -123,7 +122,7 @@ impl ConsumerContext for SpineContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                let mut parts = self.registry.lock();
+                let mut parts = self.registry.parts.lock();
                 for e in tpl.elements() {
                     parts
                         .entry((e.topic().to_owned(), e.partition()))

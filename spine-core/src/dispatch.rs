@@ -109,7 +109,8 @@ pub(crate) struct Shared {
     pub(crate) middleware: Vec<Arc<dyn Middleware>>,
     pub(crate) stats: Stats,
     /// Unmatched (topic, event) pairs already warned about.
-    pub(crate) unknown_seen: std::sync::Mutex<std::collections::HashSet<(String, Option<String>)>>,
+    pub(crate) unknown_seen:
+        parking_lot::Mutex<std::collections::HashSet<(String, Option<String>)>>,
     /// Codecs of topics the app publishes to that are not JSON.
     pub(crate) output_codecs:
         std::collections::HashMap<String, Arc<dyn crate::codec::PayloadCodec>>,
@@ -522,7 +523,7 @@ impl Shared {
     /// that a stream of unknown events warns once, not per message. Remembers
     /// at most 1,024 pairs.
     fn first_sighting(&self, topic: &str, event: Option<&str>) -> bool {
-        let mut seen = self.unknown_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.unknown_seen.lock();
         let key = (topic.to_owned(), event.map(str::to_owned));
         if seen.contains(&key) || seen.len() >= 1024 {
             return false;

@@ -6,7 +6,9 @@
 use std::any::{Any, TypeId};
 use std::fmt;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use serde::Serialize;
 
@@ -253,7 +255,7 @@ pub(crate) struct EmitLog(Mutex<Vec<Delivery>>);
 
 impl EmitLog {
     pub(crate) fn take(&self) -> Vec<Delivery> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *self.0.lock())
     }
 }
 
@@ -302,11 +304,7 @@ impl Context {
     ) -> Result<(), EmitError> {
         let rec = self.event_record(topic, event, key, payload).await?;
         let delivery = self.shared.outbound.enqueue(rec);
-        self.emits
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(delivery);
+        self.emits.0.lock().push(delivery);
         Ok(())
     }
 
@@ -377,7 +375,7 @@ impl Context {
             // TestApp (or a replay that does not publish): a stub answers, if any.
             let request = rec.payload.clone().unwrap_or_default();
             let answer = {
-                let stubs = requests.stubs.lock().unwrap_or_else(|p| p.into_inner());
+                let stubs = requests.stubs.lock();
                 stubs
                     .get(&(topic.to_owned(), event.to_owned()))
                     .map(|stub| stub(&request))
@@ -482,11 +480,7 @@ impl Context {
     /// handler ends, but is not committed before.
     pub(crate) fn hold(&self) -> tokio::sync::oneshot::Sender<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.emits
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Delivery::Held(rx));
+        self.emits.0.lock().push(Delivery::Held(rx));
         tx
     }
 

@@ -3,7 +3,9 @@
 //! [`crate::testing::TestApp`], an in-memory sink) and delivery tracking: a
 //! message's offset is committed only after what it published is acknowledged.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 use std::time::{Duration, SystemTime};
 
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
@@ -214,9 +216,7 @@ impl Outbound {
     pub(crate) fn enqueue(&self, rec: OutRecord) -> Delivery {
         match self {
             Outbound::Memory(sink) => {
-                sink.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(rec.into_sent());
+                sink.lock().push(rec.into_sent());
                 Delivery::Done
             }
             Outbound::Kafka(lazy) => {

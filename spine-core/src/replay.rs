@@ -160,7 +160,7 @@ impl Builder {
                 ),
             ));
         }
-        let sink = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
         let memory = sink.clone();
         let publish = options.publish;
         let shared = self.build_shared(config, move |c: &Config| {
@@ -298,7 +298,7 @@ impl Builder {
                 open -= 1;
             }
         }
-        report.unpublished = std::mem::take(&mut *sink.lock().unwrap_or_else(|p| p.into_inner()));
+        report.unpublished = std::mem::take(&mut *sink.lock());
         Ok(report)
     }
 }

@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -113,7 +115,7 @@ pub(crate) struct Requests {
 
 impl Drop for Requests {
     fn drop(&mut self) {
-        if let Some(task) = lock(&self.task).take() {
+        if let Some(task) = self.task.lock().take() {
             task.abort();
         }
     }
@@ -141,7 +143,7 @@ impl Requests {
         self.listener
             .get_or_try_init(|| async {
                 let task = self.listen().await?;
-                *lock(&self.task) = Some(task);
+                *self.task.lock() = Some(task);
                 Ok(())
             })
             .await
@@ -151,7 +153,7 @@ impl Requests {
     /// Stops listening (the app stopped) and waits until the listener's
     /// consumer is closed.
     pub(crate) async fn stop(&self) {
-        let task = lock(&self.task).take();
+        let task = self.task.lock().take();
         if let Some(task) = task {
             task.abort();
             let _ = task.await;
@@ -161,12 +163,12 @@ impl Requests {
     /// Registers a waiter for `request_id`.
     pub(crate) fn wait_for(&self, request_id: &str) -> oneshot::Receiver<Response> {
         let (tx, rx) = oneshot::channel();
-        lock(&self.waiters).insert(request_id.to_owned(), tx);
+        self.waiters.lock().insert(request_id.to_owned(), tx);
         rx
     }
 
     pub(crate) fn forget(&self, request_id: &str) {
-        lock(&self.waiters).remove(request_id);
+        self.waiters.lock().remove(request_id);
     }
 
     async fn listen(&self) -> Result<tokio::task::JoinHandle<()>, RequestError> {
@@ -205,11 +207,10 @@ impl Requests {
                     .and_then(|c| c.create().map_err(Into::into))
                     .map_err(|e| err(e.to_string()))?;
                 create_topic(&admin, &topic).await;
-                let c = consumer.clone();
-                let t = topic.clone();
-                tokio::task::spawn_blocking(move || partitions_of(&c, &t))
+                // The new topic's metadata takes a moment to reach the broker
+                // that answers: ask again until it is there or time is up.
+                partitions_within(&consumer, &topic, Duration::from_secs(10))
                     .await
-                    .map_err(|e| err(e.to_string()))?
                     .map_err(|again| {
                         err(format!(
                             "{first}; creating it failed too ({again}): create the topic, or set \
@@ -250,7 +251,7 @@ impl Requests {
                     }
                 };
                 let id = header(&msg, REQUEST_ID).or_else(|| header(&msg, CE_CAUSATION_ID));
-                let waiter = id.and_then(|id| lock(&waiters).remove(&id));
+                let waiter = id.and_then(|id| waiters.lock().remove(&id));
                 match waiter {
                     Some(tx) => {
                         let _ = tx.send(Response {
@@ -266,10 +267,6 @@ impl Requests {
             }
         }))
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn header<M: Message>(msg: &M, name: &str) -> Option<String> {
@@ -318,8 +315,27 @@ async fn create_topic(admin: &AdminClient<DefaultClientContext>, topic: &str) {
         }
         Err(e) => tracing::debug!(error = %e, "reply topic not created"),
     }
-    // Let the new topic's metadata propagate.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+/// [`partitions_of`], asked again every 50 ms until it answers or `within`
+/// has passed; then the last error.
+async fn partitions_within(
+    consumer: &Arc<StreamConsumer>,
+    topic: &str,
+    within: Duration,
+) -> Result<Vec<i32>, String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (c, t) = (consumer.clone(), topic.to_owned());
+        let last = tokio::task::spawn_blocking(move || partitions_of(&c, &t))
+            .await
+            .map_err(|e| e.to_string())?;
+        match last {
+            Ok(p) => return Ok(p),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 /// A request being built: `.timeout(d)` and `.key(k)` adjust it, `.await`

@@ -23,7 +23,9 @@
 //! ```
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use serde::Serialize;
@@ -180,7 +182,7 @@ impl TestApp {
                 message_span(&rec, topic, event.as_deref(), route),
             )
         };
-        let start = self.sink.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let start = self.sink.lock().len();
         let deliveries = self
             .shared
             .clone()
@@ -191,7 +193,7 @@ impl TestApp {
         // not wait for it.
         let deliveries = deliveries.into_iter().filter(|d| !d.is_held()).collect();
         self.shared.outbound.settle(deliveries).await;
-        let sent: Vec<Sent> = self.sink.lock().unwrap_or_else(|p| p.into_inner())[start..].to_vec();
+        let sent: Vec<Sent> = self.sink.lock()[start..].to_vec();
         let mut out = TestOutcome::default();
         for s in sent {
             match s.kind {
@@ -237,7 +239,6 @@ impl TestApp {
             .requests
             .stubs
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .insert((topic.to_owned(), event.to_owned()), stub);
         self
     }
