@@ -17,6 +17,7 @@ use crate::handler::HandlerDescriptor;
 use crate::middleware::Middleware;
 use crate::outbound::Outbound;
 use crate::routing::DispatchTable;
+use crate::shutdown::Shutdown;
 
 /// Entry point: `Spine::builder()`.
 #[derive(Debug)]
@@ -288,28 +289,6 @@ impl StatsHandle {
     /// The counters now.
     pub fn snapshot(&self) -> StatsSnapshot {
         self.0.stats.snapshot()
-    }
-}
-
-/// Stops a running app gracefully.
-#[derive(Clone, Debug)]
-pub struct Shutdown(Arc<tokio::sync::watch::Sender<bool>>);
-
-impl Shutdown {
-    fn new() -> Self {
-        Shutdown(Arc::new(tokio::sync::watch::Sender::new(false)))
-    }
-
-    /// Asks the app to stop. Idempotent.
-    pub fn trigger(&self) {
-        self.0.send_replace(true);
-    }
-
-    /// Completes once stopping was asked for.
-    pub(crate) async fn wait(&self) {
-        let mut rx = self.0.subscribe();
-        // The sender lives in `self`, so this only ends when triggered.
-        let _ = rx.wait_for(|stop| *stop).await;
     }
 }
 

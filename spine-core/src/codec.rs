@@ -16,7 +16,6 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Failure, FailureKind};
-use crate::handler::decode_failure;
 use crate::record::Record;
 
 /// A payload decoded by a codec (for Avro, an `apache_avro::types::Value`
@@ -222,6 +221,14 @@ pub(crate) fn json_field<'a>(payload: &'a [u8], field: &str) -> Option<std::borr
 
     let mut de = serde_json::Deserializer::from_slice(payload);
     Seek(field).deserialize(&mut de).ok().flatten()
+}
+
+/// The failure of a payload that does not decode as the handler's type.
+pub(crate) fn decode_failure(type_name: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::new(
+        FailureKind::Decode,
+        format!("cannot decode the payload as `{type_name}`: {e}"),
+    )
 }
 
 #[cfg(test)]

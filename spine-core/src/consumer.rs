@@ -29,7 +29,7 @@ use rdkafka::message::{BorrowedMessage, OwnedMessage};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tracing::Instrument;
 
-use crate::app::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::codec::{CodecError, DecodedPayload};
 use crate::dispatch::{message_span, MessageOutcome, Resume, Shared};
 use crate::error::{Error, Failure, FailureKind};

@@ -728,7 +728,7 @@ impl Shared {
             reply.schema.as_deref(),
         )?;
         let mut headers = cloud_event_headers(&self.config.app.name, &reply.event, Some(origin));
-        set_content_type(&mut headers, content_type);
+        crate::headers::set_content_type(&mut headers, content_type);
         headers.extend(reply.headers);
         Ok(OutRecord {
             kind: SentKind::Reply,
@@ -737,16 +737,6 @@ impl Shared {
             payload: Some(payload),
             headers,
         })
-    }
-}
-
-/// Replaces the `content-type` header.
-pub(crate) fn set_content_type(headers: &mut [(String, Vec<u8>)], content_type: &str) {
-    if let Some(h) = headers
-        .iter_mut()
-        .find(|(k, _)| k == crate::headers::CONTENT_TYPE)
-    {
-        h.1 = content_type.as_bytes().to_vec();
     }
 }
 

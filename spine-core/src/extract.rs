@@ -12,7 +12,8 @@ use parking_lot::Mutex;
 
 use serde::Serialize;
 
-use crate::dispatch::{set_content_type, Shared};
+use crate::dispatch::Shared;
+use crate::headers::set_content_type;
 use crate::error::FailureKind;
 use crate::error::HandlerError;
 use crate::outbound::{cloud_event_headers, Delivery, Origin, OutRecord, SentKind};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::error::{Failure, FailureKind, HandlerError};
+use crate::error::{Failure, HandlerError};
 use crate::extract::{FromRecord, Scope, States};
 use crate::reply::{IntoReplies, Reply};
 
@@ -286,9 +286,3 @@ pub mod assert {
     pub fn returns<T: IntoReplies>() {}
 }
 
-pub(crate) fn decode_failure(type_name: &str, e: impl std::fmt::Display) -> Failure {
-    Failure::new(
-        FailureKind::Decode,
-        format!("cannot decode the payload as `{type_name}`: {e}"),
-    )
-}

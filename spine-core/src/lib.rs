@@ -29,11 +29,12 @@ mod replay;
 mod reply;
 pub mod request;
 mod routing;
+mod shutdown;
 pub mod testing;
 mod tracker;
 
 pub use aggregate::Aggregate;
-pub use app::{App, Builder, Shutdown, Spine, StatsHandle};
+pub use app::{App, Builder, Spine, StatsHandle};
 pub use config::Config;
 pub use dispatch::StatsSnapshot;
 pub use error::{Error, Failure, FailureKind, HandlerError};
@@ -44,6 +45,7 @@ pub use replay::{Position, ReplayOptions, ReplayProgress, ReplayRange, ReplayRep
 pub use reply::{respond, IntoReplies, Reply};
 pub use request::RequestError;
 pub use routing::RouteInfo;
+pub use shutdown::Shutdown;
 
 /// Items the `#[on]` macro's expansion names. Not a public API.
 #[doc(hidden)]

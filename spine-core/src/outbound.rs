@@ -466,7 +466,7 @@ impl Publisher {
         content_type: &str,
     ) -> Result<(), PublishError> {
         let mut headers = cloud_event_headers(&self.source, event, None);
-        crate::dispatch::set_content_type(&mut headers, content_type);
+        crate::headers::set_content_type(&mut headers, content_type);
         let mut fr = FutureRecord::<[u8], [u8]>::to(topic)
             .payload(payload)
             .headers(owned_headers(&headers));
