@@ -25,10 +25,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
+use crate::dispatch::extract::{Context, Meta, Raw};
+use crate::dispatch::handler::{HandlerDescriptor, HandlerInfo};
 use crate::dispatch::{Resume, Shared};
 use crate::error::{Error, HandlerError};
-use crate::extract::{Context, Meta, Raw};
-use crate::handler::{HandlerDescriptor, HandlerInfo};
 use crate::headers::CE_TYPE;
 use crate::headers::{dead_letter, AGGREGATE_ID, AGGREGATE_PARTS};
 use crate::outbound::{OutRecord, SentKind};

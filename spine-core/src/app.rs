@@ -10,13 +10,13 @@ use std::collections::{BTreeSet, HashMap};
 use crate::codec::{CodecFactory, PayloadCodec};
 use crate::config::Config;
 use crate::consumer;
+use crate::dispatch::extract::States;
+use crate::dispatch::handler::HandlerDescriptor;
+use crate::dispatch::routing::DispatchTable;
 use crate::dispatch::{Shared, Stats, StatsSnapshot};
 use crate::error::Error;
-use crate::extract::States;
-use crate::handler::HandlerDescriptor;
 use crate::middleware::Middleware;
 use crate::outbound::Outbound;
-use crate::routing::DispatchTable;
 use crate::shutdown::Shutdown;
 
 /// Entry point: `Spine::builder()`.
@@ -142,7 +142,7 @@ impl Builder {
             let topic = agg.internal_topic();
             let (parts, handlers, dlq) = agg.install(&config)?;
             self.handlers.extend(parts);
-            internal.push(crate::routing::InternalTopic {
+            internal.push(crate::dispatch::routing::InternalTopic {
                 topic,
                 handlers,
                 dead_letter_topic: dlq,
@@ -202,7 +202,7 @@ impl Builder {
             stats: Stats::default(),
             unknown_seen: Default::default(),
             output_codecs,
-            requests: crate::request::Requests::new(&config),
+            requests: crate::dispatch::request::Requests::new(&config),
             config,
         }))
     }
@@ -211,7 +211,7 @@ impl Builder {
     /// the configuration and the routes: for `routes`, schema export and
     /// checks, AsyncAPI. Without `.config(...)`, reads spine.toml and the
     /// environment; `bootstrap.servers` may be unset.
-    pub fn describe(mut self) -> Result<(Config, Vec<crate::routing::RouteInfo>), Error> {
+    pub fn describe(mut self) -> Result<(Config, Vec<crate::dispatch::routing::RouteInfo>), Error> {
         let config = match self.config.take() {
             Some(c) => c,
             None => Config::load()?,

@@ -2,7 +2,7 @@
 //! command prints, built from the dispatch table and the configuration.
 
 use crate::config::Config;
-use crate::routing::RouteInfo;
+use crate::dispatch::routing::RouteInfo;
 
 /// An AsyncAPI 3.0 document: channels from topics, messages from events,
 /// payloads from the types (their Avro schemas where they have one).

@@ -57,10 +57,7 @@ pub const AGGREGATE_PARTS: &str = "spine.aggregate.parts";
 
 /// Replaces the `content-type` header.
 pub(crate) fn set_content_type(headers: &mut [(String, Vec<u8>)], content_type: &str) {
-    if let Some(h) = headers
-        .iter_mut()
-        .find(|(k, _)| k == CONTENT_TYPE)
-    {
+    if let Some(h) = headers.iter_mut().find(|(k, _)| k == CONTENT_TYPE) {
         h.1 = content_type.as_bytes().to_vec();
     }
 }

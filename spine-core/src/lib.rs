@@ -16,45 +16,38 @@ mod consumer;
 pub mod dev;
 mod dispatch;
 mod error;
-mod extract;
-mod handler;
 pub mod headers;
-mod lanes;
 pub mod metrics;
 pub mod middleware;
 mod outbound;
-mod pipeline;
 mod record;
 mod replay;
 mod reply;
-pub mod request;
-mod routing;
 mod shutdown;
 pub mod testing;
-mod tracker;
 
 pub use aggregate::Aggregate;
 pub use app::{App, Builder, Spine, StatsHandle};
 pub use config::Config;
+pub use dispatch::extract::{Context, EmitError, FromRecord, Meta, Raw, Scope, State};
+pub use dispatch::handler::{Handler, HandlerDescriptor, HandlerFuture};
+pub use dispatch::request::{self, RequestError};
+pub use dispatch::routing::RouteInfo;
 pub use dispatch::StatsSnapshot;
 pub use error::{Error, Failure, FailureKind, HandlerError};
-pub use extract::{Context, EmitError, FromRecord, Meta, Raw, Scope, State};
-pub use handler::{Handler, HandlerDescriptor, HandlerFuture};
 pub use outbound::{PublishError, Publisher, Sent, SentKind};
 pub use replay::{Position, ReplayOptions, ReplayProgress, ReplayRange, ReplayReport};
 pub use reply::{respond, IntoReplies, Reply};
-pub use request::RequestError;
-pub use routing::RouteInfo;
 pub use shutdown::Shutdown;
 
 /// Items the `#[on]` macro's expansion names. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::extract::States;
-    pub use crate::handler::{assert, Describe, HandlerDescriptor, HandlerInfo};
+    pub use crate::dispatch::extract::States;
+    pub use crate::dispatch::handler::{assert, Describe, HandlerDescriptor, HandlerInfo};
     /// What `#[pipeline]`'s expansion calls.
     pub mod pipeline {
-        pub use crate::pipeline::{
+        pub use crate::dispatch::pipeline::{
             check_arg, end, failed, publish, ArgParam, Pipe, PipelineEnd, PipelineSpec,
         };
     }

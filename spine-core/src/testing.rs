@@ -230,7 +230,7 @@ impl TestApp {
         Req: serde::de::DeserializeOwned,
         Resp: Serialize,
     {
-        let stub: crate::request::Stub = Box::new(move |bytes: &[u8]| {
+        let stub: crate::dispatch::request::Stub = Box::new(move |bytes: &[u8]| {
             let req: Req = serde_json::from_slice(bytes)
                 .map_err(|e| format!("the request does not decode as the stub's type: {e}"))?;
             serde_json::to_vec(&f(req)).map_err(|e| e.to_string())

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use crate::codec::{json_field, CodecError, PayloadCodec, Reader};
 use crate::config::{Config, EventSource, UnknownEvent};
+use crate::dispatch::handler::HandlerDescriptor;
 use crate::error::Error;
-use crate::handler::HandlerDescriptor;
 use crate::metrics::TopicMetrics;
 use crate::record::Record;
 

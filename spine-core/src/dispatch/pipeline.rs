@@ -13,8 +13,8 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
+use crate::dispatch::extract::{Context, FromRecord, Scope};
 use crate::error::{Error, HandlerError};
-use crate::extract::{Context, FromRecord, Scope};
 use crate::reply::{IntoReplies, Reply};
 
 /// What `#[pipeline]` knows about a pipeline.

@@ -2,6 +2,21 @@
 //! decode, the handler call, retries with backoff, then replies, dead-letter
 //! records and error events handed to the outbound side. The Kafka consumer
 //! loop and [`crate::testing::TestApp`] both go through here.
+//!
+//! The dispatch core shares the runtime state ([`Shared`]) by nature, so its
+//! modules import each other; that cycle stays inside this directory
+//! (`scripts/modgraph --allow dispatch` checks it):
+//! - `routing`: the dispatch table, built from the handler descriptors;
+//! - `handler`: the `Handler` trait, its tuple impls and the descriptor;
+//! - `extract`: the extractors (`Meta`, `Context`, `State`, `Raw`) and `Scope`;
+//! - `pipeline`: what `#[pipeline]` expands to at run time;
+//! - `request`: request-reply over Kafka (the reply listener, `Context::request`).
+
+pub(crate) mod extract;
+pub(crate) mod handler;
+pub(crate) mod pipeline;
+pub mod request;
+pub(crate) mod routing;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,16 +26,16 @@ use rdkafka::message::OwnedMessage;
 
 use crate::codec::{CodecError, Decoded};
 use crate::config::{Config, UnknownEvent};
+use crate::dispatch::extract::{EmitLog, Scope, States};
+use crate::dispatch::handler::{HandlerDescriptor, HandlerFuture};
+use crate::dispatch::routing::{DispatchTable, Route, TopicRoutes};
 use crate::error::{Failure, FailureKind};
-use crate::extract::{EmitLog, Scope, States};
-use crate::handler::{HandlerDescriptor, HandlerFuture};
 use crate::headers::dead_letter;
 use crate::metrics as m;
 use crate::middleware::{MessageInfo, Middleware, Outcome};
 use crate::outbound::{cloud_event_headers, Delivery, Origin, OutRecord, Outbound, SentKind};
 use crate::record::Record;
 use crate::reply::Reply;
-use crate::routing::{DispatchTable, Route, TopicRoutes};
 
 /// Counters of what the app did since it started.
 #[derive(Debug, Default)]
@@ -115,7 +130,7 @@ pub(crate) struct Shared {
     pub(crate) output_codecs:
         std::collections::HashMap<String, Arc<dyn crate::codec::PayloadCodec>>,
     /// Requests this app sends and the listener for their responses.
-    pub(crate) requests: crate::request::Requests,
+    pub(crate) requests: crate::dispatch::request::Requests,
 }
 
 /// How the slow path picks up a message the fast path started.

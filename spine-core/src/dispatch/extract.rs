@@ -12,14 +12,14 @@ use parking_lot::Mutex;
 
 use serde::Serialize;
 
+use crate::dispatch::request::RequestError;
+use crate::dispatch::routing::TopicRoutes;
 use crate::dispatch::Shared;
-use crate::headers::set_content_type;
 use crate::error::FailureKind;
 use crate::error::HandlerError;
+use crate::headers::set_content_type;
 use crate::outbound::{cloud_event_headers, Delivery, Origin, OutRecord, SentKind};
 use crate::record::Record;
-use crate::request::RequestError;
-use crate::routing::TopicRoutes;
 
 /// The message an extractor is built from.
 pub struct Scope<'a> {
@@ -32,7 +32,7 @@ pub struct Scope<'a> {
     pub(crate) shared: &'a Arc<Shared>,
     pub(crate) emits: Option<Arc<EmitLog>>,
     /// The pipeline being started, if the handler is one.
-    pub(crate) pipeline: Option<Arc<crate::pipeline::PipelineState>>,
+    pub(crate) pipeline: Option<Arc<crate::dispatch::pipeline::PipelineState>>,
 }
 
 impl<'a> Scope<'a> {
@@ -341,12 +341,12 @@ impl Context {
         topic: &'a str,
         event: &'a str,
         payload: &'a Req,
-    ) -> crate::request::Request<'a, Req, Resp>
+    ) -> crate::dispatch::request::Request<'a, Req, Resp>
     where
         Req: Serialize + Sync + ?Sized,
         Resp: serde::de::DeserializeOwned,
     {
-        crate::request::Request {
+        crate::dispatch::request::Request {
             ctx: self,
             topic,
             event,

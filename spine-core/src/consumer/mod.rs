@@ -4,9 +4,15 @@
 //! partition, commits them, pauses fetching at `max_in_flight`, and shuts down
 //! gracefully.
 //!
+//! Beside it: `lanes` (which messages must wait for which, by ordering policy)
+//! and `tracker` (per-partition watermark of contiguous finished offsets).
+//!
 //! The hot path is built for throughput: a message whose handler completes on
 //! its first poll costs no task spawn, no lock and no copy of the message; only
 //! the boxed handler future is allocated.
+
+mod lanes;
+mod tracker;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -29,16 +35,16 @@ use rdkafka::message::{BorrowedMessage, OwnedMessage};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tracing::Instrument;
 
-use crate::shutdown::Shutdown;
 use crate::codec::{CodecError, DecodedPayload};
+use crate::consumer::lanes::{LaneId, Lanes};
+use crate::consumer::tracker::OffsetTracker;
+use crate::dispatch::extract::Scope;
 use crate::dispatch::{message_span, MessageOutcome, Resume, Shared};
 use crate::error::{Error, Failure, FailureKind};
-use crate::extract::Scope;
-use crate::lanes::{LaneId, Lanes};
 use crate::metrics as m;
 use crate::outbound::{is_producer_only, kafka_config_error, Delivery};
 use crate::record::Record;
-use crate::tracker::OffsetTracker;
+use crate::shutdown::Shutdown;
 
 /// State of one assigned partition that the rebalance callback must see.
 pub(crate) struct PartitionShared {
@@ -709,7 +715,7 @@ impl Loop<'_> {
 /// The first attempt of a message on the fast path.
 enum Inline {
     Done(Result<Vec<crate::reply::Reply>, Failure>),
-    Pending(crate::handler::HandlerFuture),
+    Pending(crate::dispatch::handler::HandlerFuture),
 }
 
 fn publish_committable(s: &mut Slot) {

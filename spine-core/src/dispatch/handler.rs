@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use crate::dispatch::extract::{FromRecord, Scope, States};
 use crate::error::{Failure, HandlerError};
-use crate::extract::{FromRecord, Scope, States};
 use crate::reply::{IntoReplies, Reply};
 
 /// The future of one handler call, boxed so that handlers of any type share
@@ -143,7 +143,7 @@ pub struct HandlerDescriptor {
     pub replies: Vec<(&'static str, Option<String>)>,
     pub(crate) handler: Arc<dyn ErasedHandler>,
     /// Set when this handler is a `#[pipeline]`.
-    pub(crate) pipeline: Option<Arc<crate::pipeline::PipelineState>>,
+    pub(crate) pipeline: Option<Arc<crate::dispatch::pipeline::PipelineState>>,
 }
 
 impl std::fmt::Debug for HandlerDescriptor {
@@ -204,8 +204,10 @@ impl HandlerDescriptor {
     /// Marks the handler as a pipeline (written by `#[pipeline]`).
     #[doc(hidden)]
     #[must_use]
-    pub fn with_pipeline(mut self, spec: crate::pipeline::PipelineSpec) -> Self {
-        self.pipeline = Some(Arc::new(crate::pipeline::PipelineState::new(spec)));
+    pub fn with_pipeline(mut self, spec: crate::dispatch::pipeline::PipelineSpec) -> Self {
+        self.pipeline = Some(Arc::new(crate::dispatch::pipeline::PipelineState::new(
+            spec,
+        )));
         self
     }
 
@@ -285,4 +287,3 @@ pub mod assert {
     pub fn extractor<T: FromRecord>() {}
     pub fn returns<T: IntoReplies>() {}
 }
-

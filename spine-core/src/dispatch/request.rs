@@ -30,7 +30,7 @@ use serde::Serialize;
 use tokio::sync::{oneshot, OnceCell};
 
 use crate::config::Config;
-use crate::extract::Context;
+use crate::dispatch::extract::Context;
 use crate::headers::{CE_CAUSATION_ID, REQUEST_ID};
 use crate::metrics as m;
 use crate::outbound::{is_producer_only, producer_config};
