@@ -323,7 +323,17 @@ async fn a_registry_outage_holds_messages_until_it_returns() {
         let app = app.clone();
         async move { app.send_message(placed(bytes)).await }
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Positive evidence first: the message has waited for the registry, and
+    // more than once (it backs off and asks again).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while app.stats().codec_waits < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no codec wait: {:?}",
+            app.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         !pending.is_finished(),
         "the message waits for the registry, it is not dead-lettered"

@@ -216,7 +216,14 @@ async fn messages_wait_for_a_registry_outage_and_none_is_lost() {
         stats.snapshot().consumed >= 10
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Positive evidence that they are held: they waited for the registry,
+    // and asked it again after a backoff.
+    eventually(
+        Duration::from_secs(30),
+        "the messages wait for the registry",
+        || stats.snapshot().codec_waits >= 2,
+    )
+    .await;
     let s = stats.snapshot();
     assert_eq!(
         (s.handled, s.dead_lettered),

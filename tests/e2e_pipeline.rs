@@ -136,7 +136,6 @@ async fn pipeline_steps_none_and_failures_on_a_real_broker() {
         s.handled + s.dead_lettered >= 4
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     stop.trigger();
     task.await.unwrap().unwrap();
 

@@ -50,6 +50,7 @@ pub(crate) struct Stats {
     backpressure_pauses: AtomicU64,
     aggregates_completed: AtomicU64,
     aggregates_expired: AtomicU64,
+    codec_waits: AtomicU64,
 }
 
 /// A snapshot of the app's counters.
@@ -75,6 +76,8 @@ pub struct StatsSnapshot {
     pub aggregates_completed: u64,
     /// Aggregates expired (timeout or `max_open`), their parts dead-lettered.
     pub aggregates_expired: u64,
+    /// Times a message waited for its codec's source (the schema registry).
+    pub codec_waits: u64,
 }
 
 impl Stats {
@@ -98,6 +101,10 @@ impl Stats {
         Self::add(&self.aggregates_expired, 1);
     }
 
+    pub(crate) fn codec_waited(&self) {
+        Self::add(&self.codec_waits, 1);
+    }
+
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
@@ -111,6 +118,7 @@ impl Stats {
             backpressure_pauses: l(&self.backpressure_pauses),
             aggregates_completed: l(&self.aggregates_completed),
             aggregates_expired: l(&self.aggregates_expired),
+            codec_waits: l(&self.codec_waits),
         }
     }
 }
@@ -445,6 +453,7 @@ impl Shared {
                 ) => return Err(e),
                 Err(e) => {
                     metrics::counter!(m::CODEC_WAITS, "topic" => topic.to_owned()).increment(1);
+                    self.stats.codec_waited();
                     tracing::warn!(
                         topic,
                         error = ?e,
