@@ -1,6 +1,8 @@
 //! The examples, run as real processes. The main one (`orders`) in demo mode
 //! on the embedded mock cluster, and as a service on tansu, killed with
 //! SIGKILL part-way through 20,000 orders and restarted: nothing may be lost.
+//! A test binary of its own: it runs child processes and kills them, and its
+//! 20,000-order run should not share the machine's two cores with other tests.
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Compile-time checks of `#[on]` and `#[pipeline]`: each misuse fails with an error on the
 //! user's own tokens (the `.stderr` files are the expected output), and the
-//! supported forms compile.
+//! supported forms compile. A test binary of its own: trybuild builds every
+//! case as a crate, which takes a while and needs nothing else.
 
 #[test]
 fn on_attribute() {

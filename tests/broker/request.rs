@@ -3,16 +3,14 @@
 //! one reply topic, each answered correctly and to the right requester; and a
 //! request nobody answers, which times out with a named error.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::json;
 use spine::prelude::*;
 use spine::RequestError;
-use support::*;
 
 #[derive(Debug, Deserialize, Serialize)]
 struct Ask {

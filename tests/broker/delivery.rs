@@ -2,16 +2,14 @@
 //! concurrency, backpressure, retries, emitted events, and graceful shutdown
 //! committing exactly what was handled.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::support::*;
 use spine::config::OrderingPolicy as Order;
 use spine::prelude::*;
-use support::*;
 
 #[derive(Debug, Deserialize, Serialize)]
 struct Step {

@@ -4,16 +4,14 @@
 //! and a crash in the middle, after which a restart completes every aggregate.
 //! Held parts must not be committed before their aggregate is done with.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::json;
 use spine::headers::dead_letter as dlq;
 use spine::prelude::*;
 use spine::Aggregate;
-use support::*;
 
 #[derive(Debug, Deserialize, Serialize)]
 pub struct OrderPlaced {

@@ -4,13 +4,11 @@
 //! Every message carries this run's id and assertions only look at records
 //! with it, so the tests also pass against a long-lived development broker.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use spine::headers::{self, dead_letter as dlq};
 use spine::prelude::*;
-use support::*;
 
 #[derive(Debug, Deserialize, Serialize)]
 struct Probe {

@@ -3,17 +3,15 @@
 //! Spine reads; Spine writes what its AvroDeserializer reads), and a registry
 //! outage during which messages wait, then are all handled.
 
-mod support;
-
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use apache_avro::AvroSchema;
 use spine::avro::registry::{DevRegistry, DevRegistryHandle};
 use spine::avro::{AvroCodec, CodecOptions, RegistryClient};
 use spine::prelude::*;
-use support::*;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "shop")]

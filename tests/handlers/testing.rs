@@ -224,11 +224,11 @@ async fn two_handlers_for_one_key_fail_startup_naming_both() {
     };
     assert_eq!((*first, *second), ("specific", "specific_again"));
     assert!(
-        first_location.starts_with("tests/testing.rs:"),
+        first_location.starts_with("tests/handlers/testing.rs:"),
         "{first_location}"
     );
     assert!(
-        second_location.starts_with("tests/testing.rs:"),
+        second_location.starts_with("tests/handlers/testing.rs:"),
         "{second_location}"
     );
     let text = err.to_string();

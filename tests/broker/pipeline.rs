@@ -4,15 +4,13 @@
 //! dead-letter topic with its name, a publishing step publishes and the
 //! pipeline goes on, and everything is committed.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::json;
 use spine::headers::dead_letter as dlq;
 use spine::prelude::*;
-use support::*;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Text {

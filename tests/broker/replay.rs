@@ -3,15 +3,13 @@
 //! offsets do not move, nothing is published without `--publish`, and with it
 //! exactly the range's replies are. Checked with independent clients.
 
-mod support;
-
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::json;
 use spine::prelude::*;
 use spine::{Position, ReplayOptions};
-use support::*;
 
 #[derive(Debug, Deserialize, Serialize)]
 struct Order {
