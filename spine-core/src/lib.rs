@@ -30,7 +30,7 @@ pub use aggregate::Aggregate;
 pub use app::{App, Builder, Spine, StatsHandle};
 pub use config::Config;
 pub use dispatch::extract::{Context, EmitError, FromRecord, Meta, Raw, Scope, State};
-pub use dispatch::handler::{Handler, HandlerDescriptor, HandlerFuture};
+pub use dispatch::handler::{Handler, HandlerDescriptor, HandlerFuture, MAX_EXTRACTORS};
 pub use dispatch::request::{self, RequestError};
 pub use dispatch::routing::RouteInfo;
 pub use dispatch::StatsSnapshot;
@@ -48,7 +48,8 @@ pub mod __private {
     /// What `#[pipeline]`'s expansion calls.
     pub mod pipeline {
         pub use crate::dispatch::pipeline::{
-            check_arg, end, failed, publish, ArgParam, Pipe, PipelineEnd, PipelineSpec,
+            check_arg, check_extractors, end, failed, publish, ArgParam, Pipe, PipelineEnd,
+            PipelineSpec,
         };
     }
 }

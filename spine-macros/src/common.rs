@@ -104,14 +104,6 @@ pub(crate) fn type_name(ty: &syn::Type) -> String {
     out
 }
 
-/// Folds errors into one, so that every mistake is reported at once.
-pub(crate) fn combine(errors: impl IntoIterator<Item = syn::Error>) -> Option<syn::Error> {
-    errors.into_iter().reduce(|mut a, b| {
-        a.combine(b);
-        a
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::type_name;

@@ -2,12 +2,17 @@
 //! `use spine::prelude::*;` brings `#[on]` into scope.
 //!
 //! Each macro is a thin entry point; the work is split into parse → validate →
-//! expand modules, as in tokio-macros.
+//! expand modules, as in tokio-macros. One attribute parser (`attr`) reads
+//! every attribute and refuses unknown and repeated keys alike; one error
+//! collector (`ctxt`, after serde's `Ctxt`) gathers every mistake, and the
+//! user's item is always re-emitted beside them.
 #![warn(missing_docs)]
 
 use proc_macro::TokenStream;
 
+mod attr;
 mod common;
+mod ctxt;
 mod on;
 mod pipeline;
 
@@ -24,7 +29,9 @@ mod pipeline;
 /// - `event = "..."`: the event name to handle. Without it, the handler takes
 ///   every event of its topic that no more specific handler takes.
 /// - `fan_out`: allow other `fan_out` handlers on the same (topic, event).
-/// - `codec = "avro"`: the topic is Avro (the payload type must derive `AvroSchema`).
+/// - `codec = "name"`: the topic's codec, checked against the installed ones
+///   at `build()`: `"avro"` (the payload type must then derive `AvroSchema`),
+///   `"json"`, or one registered with `Builder::codec`.
 /// - `replies(Type, ...)`: the types it replies with, for `schemas export`
 ///   (replies are type-erased at run time, so only declared ones are known).
 ///

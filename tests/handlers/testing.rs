@@ -553,3 +553,23 @@ async fn a_test_app_answers_requests_with_a_stub() {
     assert_eq!(out.emitted[0].kind, spine::SentKind::Request);
     assert_eq!(out.emitted[0].event(), Some("price.requested"));
 }
+
+#[on(event = "placed", topic = "pb", codec = "protobuf")]
+async fn protobuf_order(_v: serde_json::Value) {}
+
+#[tokio::test]
+async fn an_unknown_codec_fails_build_naming_the_handler_and_its_line() {
+    let err = TestApp::new(Spine::builder().handlers(spine::handlers![protobuf_order]))
+        .err()
+        .expect("no protobuf codec is installed");
+    let Error::Config { key, reason } = &err else {
+        panic!("expected a config error, got {err:?}");
+    };
+    assert_eq!(key, "topics.pb.codec");
+    assert!(
+        reason.contains("handler `protobuf_order` at tests/handlers/testing.rs:")
+            && reason.contains("codec = \"protobuf\"")
+            && reason.contains("Builder::codec(\"protobuf\""),
+        "{reason}"
+    );
+}

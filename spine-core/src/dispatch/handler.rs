@@ -74,6 +74,11 @@ macro_rules! impl_handler {
     };
 }
 
+/// The most extractors a handler takes after its payload: the `Handler`
+/// impls below go up to this many. A pipeline's own `Pipe` takes one of them,
+/// which `#[pipeline]` checks through [`crate::dispatch::pipeline::check_extractors`].
+pub const MAX_EXTRACTORS: usize = 8;
+
 impl_handler!();
 impl_handler!(E1);
 impl_handler!(E1, E2);
@@ -286,4 +291,32 @@ pub mod assert {
     pub fn payload<T: DeserializeOwned + Send + 'static>() {}
     pub fn extractor<T: FromRecord>() {}
     pub fn returns<T: IntoReplies>() {}
+}
+
+#[cfg(test)]
+mod limit {
+    use super::*;
+    use crate::dispatch::extract::Meta;
+
+    fn handler<Args, H: Handler<Args>>(_: H) {}
+
+    /// `MAX_EXTRACTORS` is what the `impl_handler!` lines above provide.
+    #[test]
+    fn the_extractor_limit_is_what_the_impls_take() {
+        #[allow(clippy::too_many_arguments)]
+        async fn most(
+            _p: serde_json::Value,
+            _1: Meta,
+            _2: Meta,
+            _3: Meta,
+            _4: Meta,
+            _5: Meta,
+            _6: Meta,
+            _7: Meta,
+            _8: Meta,
+        ) {
+        }
+        handler(most);
+        assert_eq!(MAX_EXTRACTORS, 8, "one `Meta` per extractor slot above");
+    }
 }

@@ -222,6 +222,19 @@ pub fn failed(step: &'static str, error: impl Into<HandlerError>) -> HandlerErro
     error.into().in_step(step)
 }
 
+/// `#[pipeline]` calls this in a constant with the number of distinct
+/// extractor types its steps take: they must fit one handler beside the
+/// pipeline's own `Pipe`, so the limit lives with the `Handler` impls.
+#[doc(hidden)]
+pub const fn check_extractors(distinct: usize) {
+    assert!(
+        distinct < crate::dispatch::handler::MAX_EXTRACTORS,
+        "a pipeline's steps take too many different extractor types in all (a handler takes \
+         at most `spine::MAX_EXTRACTORS`, and the pipeline itself uses one); group some state \
+         into one `State<T>`"
+    );
+}
+
 /// Whether `value` converts into `T` (the startup check of an `#[arg]`).
 #[doc(hidden)]
 pub fn check_arg<T: DeserializeOwned>(value: &serde_json::Value) -> Result<(), String> {

@@ -433,16 +433,22 @@ fn topic_codec(
                 ),
             ))
         }
-        (Some(c), _) => c,
-        (None, Some(h)) => h.codec.unwrap_or_default(),
+        (Some(c), _) => (c, None),
+        (None, Some(h)) => (h.codec.unwrap_or_default(), Some(h)),
         (None, None) => return Ok(None),
     };
+    let (name, declared_by) = name;
     codecs.get(name).cloned().map(Some).ok_or_else(|| {
+        let whose = match declared_by {
+            Some(h) => format!("handler `{}` at {} declares", h.name, h.location()),
+            None => "says".to_owned(),
+        };
         Error::config(
             format!("topics.{topic}.codec"),
             format!(
-                "no `{name}` codec is installed; depend on the `spine` crate (which installs Avro) \
-                 or add one with Builder::codec"
+                "{whose} codec = \"{name}\", but no `{name}` codec is installed; register one \
+                 with Builder::codec(\"{name}\", ..), or use \"json\" or \"avro\" (Spine's \
+                 `avro` feature, on by default)"
             ),
         )
     })

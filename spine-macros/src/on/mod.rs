@@ -6,7 +6,8 @@ pub(crate) mod parse;
 mod validate;
 
 use proc_macro2::TokenStream;
-use quote::ToTokens;
+
+use crate::ctxt::{reemit, Ctxt};
 
 pub(crate) fn on(args: TokenStream, item: TokenStream) -> TokenStream {
     // Not a function at all: report it and give the item back untouched.
@@ -17,30 +18,15 @@ pub(crate) fn on(args: TokenStream, item: TokenStream) -> TokenStream {
                 &item,
                 "#[on] goes on an `async fn`: `#[on(event = \"order.placed\")] async fn accept(order: OrderPlaced) { ... }`",
             );
-            let mut out = item;
-            out.extend(err.into_compile_error());
-            return out;
+            return reemit(item, err);
         }
     };
-    let args = parse::parse_args(args);
-    let sig = validate::validate(&func);
-    match (args, sig) {
-        (Ok(args), Ok(sig)) => expand::expand(&func, &args, &sig),
-        (args, sig) => {
-            // Always give the user's function back, so one mistake does not
-            // cascade into "cannot find function" errors elsewhere.
-            let mut out = func.to_token_stream();
-            let errors = [args.err(), sig.err()]
-                .into_iter()
-                .flatten()
-                .reduce(|mut a, b| {
-                    a.combine(b);
-                    a
-                });
-            if let Some(e) = errors {
-                out.extend(e.into_compile_error());
-            }
-            out
-        }
+    let cx = Ctxt::new();
+    let args = parse::parse_args(&cx, args);
+    let sig = validate::validate(&cx, &func);
+    match (cx.check(), sig) {
+        (Ok(()), Some(sig)) => expand::expand(&func, &args, &sig),
+        (Err(e), _) => reemit(&func, e),
+        (Ok(()), None) => unreachable!("validate reports why it returns None"),
     }
 }

@@ -6,6 +6,8 @@
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, ReturnType, Type};
 
+use crate::ctxt::Ctxt;
+
 /// The parts of a valid handler signature the expansion needs.
 pub(crate) struct HandlerSig {
     pub(crate) payload: Type,
@@ -13,32 +15,32 @@ pub(crate) struct HandlerSig {
     pub(crate) output: Option<Type>,
 }
 
-pub(crate) fn validate(func: &ItemFn) -> syn::Result<HandlerSig> {
+/// The signature's parts, or `None` with every reason reported to `cx`.
+pub(crate) fn validate(cx: &Ctxt, func: &ItemFn) -> Option<HandlerSig> {
     let sig = &func.sig;
     let name = &sig.ident;
-    let mut errors: Vec<syn::Error> = Vec::new();
 
     if sig.asyncness.is_none() {
-        errors.push(syn::Error::new_spanned(
+        cx.syn_error(syn::Error::new_spanned(
             sig.fn_token,
             format!("Spine handlers must be `async fn`: write `async fn {name}(...)`"),
         ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.push(syn::Error::new_spanned(
+        cx.syn_error(syn::Error::new_spanned(
             &sig.generics,
             "a handler cannot be generic: Spine must know the payload type to decode it; \
              write one handler per concrete type",
         ));
     }
     if let Some(v) = &sig.variadic {
-        errors.push(syn::Error::new_spanned(v, "a handler cannot be variadic"));
+        cx.syn_error(syn::Error::new_spanned(v, "a handler cannot be variadic"));
     }
 
     let mut types = Vec::new();
     for arg in &sig.inputs {
         match arg {
-            FnArg::Receiver(r) => errors.push(syn::Error::new_spanned(
+            FnArg::Receiver(r) => cx.syn_error(syn::Error::new_spanned(
                 r,
                 "a handler cannot take `self`: handlers are free functions; move it out of the \
                  `impl` block and take what it needs as `State<T>`",
@@ -48,7 +50,7 @@ pub(crate) fn validate(func: &ItemFn) -> syn::Result<HandlerSig> {
     }
     let has_receiver = sig.inputs.iter().any(|a| matches!(a, FnArg::Receiver(_)));
     if types.is_empty() && !has_receiver {
-        errors.push(syn::Error::new(
+        cx.syn_error(syn::Error::new(
             sig.paren_token.span.join(),
             format!(
                 "a handler takes its payload as the first argument: \
@@ -58,24 +60,21 @@ pub(crate) fn validate(func: &ItemFn) -> syn::Result<HandlerSig> {
     }
     for ty in &types {
         if let Type::ImplTrait(_) = ty {
-            errors.push(syn::Error::new(
+            cx.syn_error(syn::Error::new(
                 ty.span(),
                 "a handler argument needs a concrete type, not `impl Trait`",
             ));
         }
     }
 
-    if let Some(first) = errors.into_iter().reduce(|mut a, b| {
-        a.combine(b);
-        a
-    }) {
-        return Err(first);
+    if !cx.is_ok() {
+        return None;
     }
     let mut types = types.into_iter();
     let payload = types
         .next()
         .expect("checked above: at least one typed argument");
-    Ok(HandlerSig {
+    Some(HandlerSig {
         payload,
         extractors: types.collect(),
         output: match &sig.output {

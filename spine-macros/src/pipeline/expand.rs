@@ -158,6 +158,15 @@ pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> T
             ::spine::__private::assert::extractor::<#ty>();
         }
     });
+    // The extractor limit lives with spine's `Handler` impls: checked there,
+    // at compile time, on the last extractor's tokens.
+    let count = extractors.len();
+    let count_check = match extractors.last() {
+        Some(last) => quote_spanned! {last.span()=>
+            const _: () = ::spine::__private::pipeline::check_extractors(#count);
+        },
+        None => TokenStream::new(),
+    };
     let payload_check = quote_spanned! {payload_ty.span()=>
         ::spine::__private::assert::payload::<#payload_ty>();
     };
@@ -203,6 +212,8 @@ pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> T
             }
 
             #(#links)*
+
+            #count_check
 
             /// What `spine::handlers![...]` calls.
             #[doc(hidden)]

@@ -3,12 +3,11 @@
 //! and a step's `#[publish(topic = "...", event = "...")]`.
 
 use proc_macro2::TokenStream;
-use quote::ToTokens;
-use syn::parse::Parser;
-use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, ExprUnary, Lit, LitStr, Meta, Token, UnOp};
+use syn::{Expr, ExprLit, ExprUnary, Lit, LitStr, Meta, UnOp};
 
-use crate::on::parse::{parse_args as parse_on_args, OnArgs};
+use crate::attr::Attr;
+use crate::ctxt::Ctxt;
+use crate::on::parse::OnArgs;
 
 /// The attribute's arguments.
 pub(crate) struct PipelineArgs {
@@ -18,103 +17,44 @@ pub(crate) struct PipelineArgs {
     pub(crate) args: Vec<(syn::Ident, String)>,
 }
 
-pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<PipelineArgs> {
-    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens)?;
-    let mut routing: Punctuated<Meta, Token![,]> = Punctuated::new();
-    let mut max_concurrent = None;
-    let mut args = Vec::new();
-    let mut errors = Vec::new();
-    for meta in metas {
-        let name = meta
-            .path()
-            .get_ident()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        match name.as_str() {
-            "event" | "topic" | "codec" | "fan_out" | "replies" => routing.push(meta),
-            "max_concurrent" => {
-                if max_concurrent.is_some() {
-                    errors.push(syn::Error::new_spanned(
-                        meta.path(),
-                        "`max_concurrent` is given twice; keep one",
-                    ));
-                    continue;
-                }
-                match int_value(&meta) {
-                    Ok(n) => max_concurrent = Some(n),
-                    Err(e) => errors.push(e),
-                }
-            }
-            "args" => match parse_fixed_args(&meta) {
-                Ok(mut a) => args.append(&mut a),
-                Err(e) => errors.push(e),
-            },
-            _ => errors.push(syn::Error::new_spanned(
-                meta.path(),
-                "unknown key in #[pipeline(...)]; expected `event = \"...\"`, `topic = \"...\"`, \
-                 `codec = \"avro\"`, `fan_out`, `replies(Type, ...)`, `max_concurrent = N` or `args(name = value, ...)`",
-            )),
-        }
-    }
-    let on = parse_on_args(routing.into_token_stream());
-    let on = match on {
-        Ok(on) => Some(on),
-        Err(e) => {
-            errors.insert(0, e);
-            None
-        }
-    };
-    match (crate::common::combine(errors), on) {
-        (Some(e), _) => Err(e),
-        (None, Some(on)) => Ok(PipelineArgs {
-            on,
-            max_concurrent,
-            args,
-        }),
-        (None, None) => unreachable!("an error was recorded"),
+pub(crate) fn parse_args(cx: &Ctxt, tokens: TokenStream) -> PipelineArgs {
+    let mut keys = crate::on::parse::KEYS.to_vec();
+    keys.extend([
+        ("max_concurrent", "max_concurrent = N"),
+        ("args", "args(name = value, ...)"),
+    ]);
+    let attr = Attr::parse(cx, tokens, "#[pipeline(...)]", &keys);
+    PipelineArgs {
+        on: OnArgs::read(cx, &attr),
+        max_concurrent: attr.positive_int(cx, "max_concurrent", "max_concurrent = 8"),
+        args: attr
+            .get("args")
+            .map(|meta| fixed_args(cx, meta))
+            .unwrap_or_default(),
     }
 }
 
-fn int_value(meta: &Meta) -> syn::Result<syn::LitInt> {
-    let hint = "`max_concurrent` takes a positive integer: write `max_concurrent = 8`";
-    let Meta::NameValue(nv) = meta else {
-        return Err(syn::Error::new_spanned(meta, hint));
-    };
-    match &nv.value {
-        Expr::Lit(ExprLit {
-            lit: Lit::Int(n), ..
-        }) => match n.base10_parse::<usize>() {
-            Ok(v) if v > 0 => Ok(n.clone()),
-            _ => Err(syn::Error::new_spanned(n, hint)),
-        },
-        other => Err(syn::Error::new_spanned(other, hint)),
-    }
-}
-
-/// `args(name = literal, ...)`: literals become JSON values.
-fn parse_fixed_args(meta: &Meta) -> syn::Result<Vec<(syn::Ident, String)>> {
+/// `args(name = literal, ...)`: literals become JSON values; a name given
+/// twice is refused like any repeated key.
+fn fixed_args(cx: &Ctxt, meta: &Meta) -> Vec<(syn::Ident, String)> {
     let hint = "write `args(name = value, ...)` with literal values, e.g. `args(max_len = 280, lang = \"en\")`";
-    let Meta::List(list) = meta else {
-        return Err(syn::Error::new_spanned(meta, hint));
-    };
-    let inner = list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)?;
-    let mut out: Vec<(syn::Ident, String)> = Vec::new();
-    for m in inner {
-        let Meta::NameValue(nv) = &m else {
-            return Err(syn::Error::new_spanned(&m, hint));
+    let list = Attr::parse_list(cx, meta, "args", &[]);
+    let mut out = Vec::new();
+    for (_, m) in list.items() {
+        let Meta::NameValue(nv) = m else {
+            cx.error_spanned_by(m, hint);
+            continue;
         };
         let Some(ident) = nv.path.get_ident() else {
-            return Err(syn::Error::new_spanned(&nv.path, hint));
+            cx.error_spanned_by(&nv.path, hint);
+            continue;
         };
-        if out.iter().any(|(i, _)| i == ident) {
-            return Err(syn::Error::new_spanned(
-                ident,
-                format!("argument `{ident}` is given twice; keep one"),
-            ));
+        match json_of(&nv.value) {
+            Ok(json) => out.push((ident.clone(), json)),
+            Err(e) => cx.syn_error(e),
         }
-        out.push((ident.clone(), json_of(&nv.value)?));
     }
-    Ok(out)
+    out
 }
 
 fn json_of(expr: &Expr) -> syn::Result<String> {
@@ -175,39 +115,38 @@ pub(crate) struct Publish {
     pub(crate) event: LitStr,
 }
 
-pub(crate) fn parse_publish(attr: &syn::Attribute) -> syn::Result<Publish> {
+/// `#[publish(topic = "...", event = "...")]`, both keys once each.
+pub(crate) fn parse_publish(cx: &Ctxt, attr: &syn::Attribute) -> Option<Publish> {
     let hint = "write `#[publish(topic = \"texts.enriched\", event = \"text.enriched\")]`";
     let Meta::List(list) = &attr.meta else {
-        return Err(syn::Error::new_spanned(attr, hint));
+        cx.error_spanned_by(attr, hint);
+        return None;
     };
-    let inner = list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)?;
-    let (mut topic, mut event) = (None, None);
-    for m in inner {
-        let Meta::NameValue(nv) = &m else {
-            return Err(syn::Error::new_spanned(&m, hint));
-        };
-        let slot = match nv.path.get_ident().map(ToString::to_string).as_deref() {
-            Some("topic") => &mut topic,
-            Some("event") => &mut event,
-            _ => {
-                return Err(syn::Error::new_spanned(
-                    &nv.path,
-                    format!("unknown key in #[publish(...)]; {hint}"),
-                ))
-            }
-        };
-        match &nv.value {
-            Expr::Lit(ExprLit {
-                lit: Lit::Str(s), ..
-            }) if !s.value().trim().is_empty() => *slot = Some(s.clone()),
-            other => return Err(syn::Error::new_spanned(other, hint)),
-        }
-    }
-    match (topic, event) {
-        (Some(topic), Some(event)) => Ok(Publish { topic, event }),
-        _ => Err(syn::Error::new_spanned(
+    let keys = Attr::parse(
+        cx,
+        list.tokens.clone(),
+        "#[publish(...)]",
+        &[("topic", "topic = \"...\""), ("event", "event = \"...\"")],
+    );
+    let empty = format!("the name is empty; {hint}");
+    let topic = keys.string(cx, "topic", "topic = \"texts.enriched\"", &empty);
+    let event = keys.string(cx, "event", "event = \"text.enriched\"", &empty);
+    let missing = [("topic", keys.get("topic")), ("event", keys.get("event"))]
+        .into_iter()
+        .filter(|(_, m)| m.is_none())
+        .map(|(k, _)| format!("`{k}`"))
+        .collect::<Vec<_>>();
+    if !missing.is_empty() {
+        cx.error_spanned_by(
             attr,
-            format!("#[publish] needs both a topic and an event: {hint}"),
-        )),
+            format!(
+                "#[publish] needs both a topic and an event (missing {}): {hint}",
+                missing.join(" and ")
+            ),
+        );
     }
+    Some(Publish {
+        topic: topic?,
+        event: event?,
+    })
 }

@@ -8,6 +8,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, Item, ItemFn, ItemMod, Pat, PathArguments, ReturnType, Type};
 
 use super::parse::{parse_publish, Publish};
+use crate::ctxt::Ctxt;
 
 /// A valid pipeline: its steps in order.
 pub(crate) struct Pipeline {
@@ -83,26 +84,28 @@ pub(crate) fn strip_helpers(module: &mut ItemMod) -> Vec<(syn::Ident, Vec<syn::A
 
 /// Validates the module. `original` is the module as written (with helper
 /// attributes); `helpers` is what [`strip_helpers`] took out of it.
-pub(crate) fn validate(original: &ItemMod) -> syn::Result<Pipeline> {
+/// The pipeline, or `None` with every reason reported to `cx`.
+pub(crate) fn validate(cx: &Ctxt, original: &ItemMod) -> Option<Pipeline> {
     let name = &original.ident;
     let Some((_, items)) = &original.content else {
-        return Err(syn::Error::new_spanned(
+        cx.error_spanned_by(
             original,
             format!(
                 "#[pipeline] needs the steps inline: write `mod {name} {{ fn first(..) -> .. {{ .. }} async fn second(..) {{ .. }} }}`"
             ),
-        ));
+        );
+        return None;
     };
-    let mut errors = Vec::new();
     let mut steps = Vec::new();
+    let mut all_steps = true;
     for item in items {
         match item {
-            Item::Fn(f) => match step(f) {
-                Ok(s) => steps.push(s),
-                Err(e) => errors.push(e),
+            Item::Fn(f) => match step(cx, f) {
+                Some(s) => steps.push(s),
+                None => all_steps = false,
             },
             Item::Use(_) => {}
-            other => errors.push(syn::Error::new_spanned(
+            other => cx.syn_error(syn::Error::new_spanned(
                 other,
                 format!(
                     "a pipeline module holds only its steps (fns, run in the order written) and `use` items; \
@@ -111,8 +114,8 @@ pub(crate) fn validate(original: &ItemMod) -> syn::Result<Pipeline> {
             )),
         }
     }
-    if steps.is_empty() && errors.is_empty() {
-        errors.push(syn::Error::new_spanned(
+    if steps.is_empty() && all_steps {
+        cx.syn_error(syn::Error::new_spanned(
             name,
             format!(
                 "pipeline `{name}` has no steps; add its steps as fns, in order: \
@@ -120,39 +123,32 @@ pub(crate) fn validate(original: &ItemMod) -> syn::Result<Pipeline> {
             ),
         ));
     }
-    if let Some(e) = crate::common::combine(errors) {
-        return Err(e);
+    if !cx.is_ok() || !all_steps {
+        return None;
     }
-    let distinct = distinct_extractors(&steps);
-    if distinct.len() > 7 {
-        return Err(syn::Error::new_spanned(
-            &distinct[7],
-            "a pipeline's steps take at most 7 different extractor types in all; \
-             group some state into one `State<T>`",
-        ));
-    }
-    Ok(Pipeline { steps })
+    Some(Pipeline { steps })
 }
 
-fn step(f: &ItemFn) -> syn::Result<Step> {
+/// One step, or `None` with the reasons reported to `cx`.
+fn step(cx: &Ctxt, f: &ItemFn) -> Option<Step> {
     let sig = &f.sig;
     let name = &sig.ident;
-    let mut errors = Vec::new();
+    let reported = Ctxt::new();
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.push(syn::Error::new_spanned(
+        reported.syn_error(syn::Error::new_spanned(
             &sig.generics,
             "a pipeline step cannot be generic: the pipeline's types are fixed; write the concrete types",
         ));
     }
     if let Some(v) = &sig.variadic {
-        errors.push(syn::Error::new_spanned(v, "a step cannot be variadic"));
+        reported.syn_error(syn::Error::new_spanned(v, "a step cannot be variadic"));
     }
     let mut input = None;
     let mut params = Vec::new();
     for (i, arg) in sig.inputs.iter().enumerate() {
         let pt = match arg {
             FnArg::Receiver(r) => {
-                errors.push(syn::Error::new_spanned(
+                reported.syn_error(syn::Error::new_spanned(
                     r,
                     "a step cannot take `self`: steps are free functions; take what they need as `State<T>`",
                 ));
@@ -161,7 +157,7 @@ fn step(f: &ItemFn) -> syn::Result<Step> {
             FnArg::Typed(pt) => pt,
         };
         if let Type::ImplTrait(_) = &*pt.ty {
-            errors.push(syn::Error::new_spanned(
+            reported.syn_error(syn::Error::new_spanned(
                 &pt.ty,
                 "a step argument needs a concrete type, not `impl Trait`",
             ));
@@ -170,7 +166,7 @@ fn step(f: &ItemFn) -> syn::Result<Step> {
         let is_arg = pt.attrs.iter().any(|a| a.path().is_ident("arg"));
         if let Some(a) = pt.attrs.iter().find(|a| a.path().is_ident("arg")) {
             if !matches!(a.meta, syn::Meta::Path(_)) {
-                errors.push(syn::Error::new_spanned(
+                reported.syn_error(syn::Error::new_spanned(
                     a,
                     "`#[arg]` takes nothing: the value comes from `args(...)` of #[pipeline] or from spine.toml",
                 ));
@@ -178,7 +174,7 @@ fn step(f: &ItemFn) -> syn::Result<Step> {
         }
         if i == 0 {
             if is_arg {
-                errors.push(syn::Error::new_spanned(
+                reported.syn_error(syn::Error::new_spanned(
                     pt,
                     "the first argument of a step is its input (the payload, or the previous step's output); \
                      it cannot be an `#[arg]`",
@@ -193,7 +189,7 @@ fn step(f: &ItemFn) -> syn::Result<Step> {
                     name: p.ident.clone(),
                     ty: (*pt.ty).clone(),
                 }),
-                other => errors.push(syn::Error::new_spanned(
+                other => reported.syn_error(syn::Error::new_spanned(
                     other,
                     "an `#[arg]` parameter needs a plain name: its name is the argument's name",
                 )),
@@ -203,7 +199,7 @@ fn step(f: &ItemFn) -> syn::Result<Step> {
         }
     }
     if input.is_none() && !sig.inputs.iter().any(|a| matches!(a, FnArg::Receiver(_))) {
-        errors.push(syn::Error::new(
+        reported.syn_error(syn::Error::new(
             sig.paren_token.span.join(),
             format!(
                 "a step takes its input as the first argument (the payload for the first step, \
@@ -211,21 +207,24 @@ fn step(f: &ItemFn) -> syn::Result<Step> {
             ),
         ));
     }
-    let publish = match f.attrs.iter().find(|a| a.path().is_ident("publish")) {
-        Some(a) => match parse_publish(a) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        },
+    let publish = f
+        .attrs
+        .iter()
+        .find(|a| a.path().is_ident("publish"))
+        .map(|a| parse_publish(&reported, a));
+    // This step's own errors join the pipeline's.
+    let failed = reported.check().err();
+    if let Some(e) = failed {
+        cx.syn_error(e);
+        return None;
+    }
+    let publish = match publish {
+        Some(Some(p)) => Some(p),
+        Some(None) => unreachable!("parse_publish reports why it returns None"),
         None => None,
     };
-    if let Some(e) = crate::common::combine(errors) {
-        return Err(e);
-    }
     let (flow, output) = flow_of(&sig.output);
-    Ok(Step {
+    Some(Step {
         ident: name.clone(),
         is_async: sig.asyncness.is_some(),
         input: input.expect("checked above"),
