@@ -306,14 +306,14 @@ mod limit {
         #[allow(clippy::too_many_arguments)]
         async fn most(
             _p: serde_json::Value,
-            _1: Meta,
-            _2: Meta,
-            _3: Meta,
-            _4: Meta,
-            _5: Meta,
-            _6: Meta,
-            _7: Meta,
-            _8: Meta,
+            _m1: Meta,
+            _m2: Meta,
+            _m3: Meta,
+            _m4: Meta,
+            _m5: Meta,
+            _m6: Meta,
+            _m7: Meta,
+            _m8: Meta,
         ) {
         }
         handler(most);
