@@ -165,8 +165,11 @@ pub mod __private {
     pub fn avro_value<T>(
         _value: &(dyn std::any::Any + Send + Sync),
         _out: &mut dyn std::any::Any,
-    ) -> Result<(), String> {
-        Err("Avro support is off: turn on Spine's `avro` feature".into())
+    ) -> Result<(), spine_kafka_core::codec::CodecError> {
+        Err(spine_kafka_core::codec::CodecError::failed(
+            "avro.off",
+            "Avro support is off: turn on Spine's `avro` feature",
+        ))
     }
 
     /// Finds a payload type's Avro schema, if it has one, by autoref

@@ -560,12 +560,14 @@ impl PayloadCodec for AvroCodec {
         "avro"
     }
 
-    fn reader(&self, schema: Option<&str>) -> Result<Reader, String> {
+    fn reader(&self, schema: Option<&str>) -> Result<Reader, CodecError> {
         let parsed = match schema {
-            Some(s) => Some(
-                Schema::parse_str(s)
-                    .map_err(|e| format!("its payload's Avro schema does not parse: {e}"))?,
-            ),
+            Some(s) => Some(Schema::parse_str(s).map_err(|e| {
+                CodecError::failed(
+                    "avro.reader_schema",
+                    format!("its payload's Avro schema does not parse: {e}"),
+                )
+            })?),
             None => None,
         };
         Ok(self.reader_for(parsed.as_ref()))
@@ -694,14 +696,15 @@ impl PayloadCodec for AvroCodec {
 pub fn value_decoder<T: serde::de::DeserializeOwned + Send + 'static>(
     value: &(dyn Any + Send + Sync),
     out: &mut dyn Any,
-) -> Result<(), String> {
+) -> Result<(), CodecError> {
+    let failed = |message: String| CodecError::failed("avro.deserialize", message);
     let value = value
         .downcast_ref::<Value>()
-        .ok_or("the decoded payload is not an Avro value")?;
+        .ok_or_else(|| failed("the decoded payload is not an Avro value".into()))?;
     let out = out
         .downcast_mut::<Option<T>>()
-        .ok_or("the handler's payload slot is of another type")?;
-    *out = Some(apache_avro::from_value::<T>(value).map_err(|e| e.to_string())?);
+        .ok_or_else(|| failed("the handler's payload slot is of another type".into()))?;
+    *out = Some(apache_avro::from_value::<T>(value).map_err(|e| failed(e.to_string()))?);
     Ok(())
 }
 

@@ -106,6 +106,7 @@ proptest! {
             Err(CodecError::Failed { code, .. }) => prop_assert!(code.starts_with("avro.")),
             // A flipped schema id is unknown until fetched: that is the slow path's job.
             Err(CodecError::NotReady) => {}
+            Err(other) => prop_assert!(false, "an error Spine does not know: {other}"),
         }
     }
 }

@@ -28,17 +28,20 @@ pub trait Decoded: Send + Sync {
 /// Turns a codec's decoded value into a handler's payload type `T`, written
 /// into `out`, an `Option<T>` (no allocation). `#[on]` generates one per
 /// handler, for its payload type.
-pub type ValueDecoder = fn(&(dyn Any + Send + Sync), out: &mut dyn Any) -> Result<(), String>;
+pub type ValueDecoder = fn(&(dyn Any + Send + Sync), out: &mut dyn Any) -> Result<(), CodecError>;
 
 /// A handler's reader schema, compiled by a codec at startup.
 pub type Reader = Arc<dyn Any + Send + Sync>;
 
 /// Why a codec could not do its work.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
     /// Something must be fetched first ([`PayloadCodec::prepare`]).
+    #[error("the codec is not ready: what it needs must be fetched first")]
     NotReady,
     /// It failed.
+    #[error("{message} ({code})")]
     Failed {
         /// Stable code, e.g. `avro.schema_not_found`.
         code: &'static str,
@@ -52,6 +55,17 @@ pub enum CodecError {
 }
 
 impl CodecError {
+    /// A failure that waiting will not mend, with its stable code
+    /// (`avro.corrupt`, ...) and no extra dead-letter headers.
+    pub fn failed(code: &'static str, message: impl Into<String>) -> CodecError {
+        CodecError::Failed {
+            code,
+            message: message.into(),
+            transient: false,
+            headers: Vec::new(),
+        }
+    }
+
     /// Whether waiting and trying again could help.
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -87,7 +101,7 @@ pub trait PayloadCodec: Send + Sync + 'static {
 
     /// Compiles a handler's reader schema (`None`: its type declares none).
     /// Called once per handler at startup; an error fails startup.
-    fn reader(&self, schema: Option<&str>) -> Result<Reader, String>;
+    fn reader(&self, schema: Option<&str>) -> Result<Reader, CodecError>;
 
     /// Decodes a payload for `reader`, from cached state only.
     fn decode(
@@ -155,9 +169,18 @@ pub(crate) fn from_decoded<T: 'static>((value, decoder): DecodedPayload<'_>) -> 
         ));
     };
     let mut slot: Option<T> = None;
-    decoder(value, &mut slot).map_err(|e| Failure {
-        code: Some("avro.deserialize"),
-        ..decode_failure(type_name, e)
+    decoder(value, &mut slot).map_err(|e| match e {
+        CodecError::Failed {
+            code,
+            message,
+            headers,
+            ..
+        } => Failure {
+            code: Some(code),
+            headers,
+            ..decode_failure(type_name, message)
+        },
+        other => decode_failure(type_name, other),
     })?;
     slot.ok_or_else(|| {
         decode_failure(

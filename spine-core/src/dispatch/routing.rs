@@ -231,10 +231,10 @@ impl DispatchTable {
                             });
                         }
                         c.reader(h.reader_schema.as_deref())
-                            .map_err(|reason| Error::Schema {
+                            .map_err(|e| Error::Schema {
                                 handler: h.name,
                                 location: h.location(),
-                                reason,
+                                reason: e.to_string(),
                             })
                     })
                     .collect::<Result<_, _>>()?,
