@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::consumer;
 use crate::dispatch::extract::States;
 use crate::dispatch::handler::HandlerDescriptor;
-use crate::dispatch::routing::DispatchTable;
+use crate::dispatch::routing::{DispatchTable, RouteInfo};
 use crate::dispatch::{Shared, Stats, StatsSnapshot};
 use crate::error::Error;
 use crate::middleware::Middleware;
@@ -113,8 +113,9 @@ impl Builder {
         }
         let shared = self.build_shared(config, Outbound::kafka)?;
         consumer::check_consumer_config(&shared)?;
-        for (topic, event, handlers) in shared.table.rows() {
-            tracing::info!(%topic, %event, %handlers, "route");
+        for r in shared.table.describe().iter().filter(|r| r.subscribed) {
+            let event = r.event.as_deref().unwrap_or("*");
+            tracing::info!(topic = %r.topic, %event, handler = %r.display_name(), "route");
         }
         Ok(App {
             shared,
@@ -211,7 +212,7 @@ impl Builder {
     /// the configuration and the routes: for `routes`, schema export and
     /// checks, AsyncAPI. Without `.config(...)`, reads spine.toml and the
     /// environment; `bootstrap.servers` may be unset.
-    pub fn describe(mut self) -> Result<(Config, Vec<crate::dispatch::routing::RouteInfo>), Error> {
+    pub fn describe(mut self) -> Result<(Config, Vec<RouteInfo>), Error> {
         let config = match self.config.take() {
             Some(c) => c,
             None => Config::load()?,
@@ -275,9 +276,10 @@ impl App {
         &self.shared.config
     }
 
-    /// The dispatch table as (topic, event, handlers) rows; `*` is any event.
-    pub fn routes(&self) -> Vec<(String, String, String)> {
-        self.shared.table.rows()
+    /// The dispatch table, one row per (topic, event, handler): the same
+    /// rows as `Builder::describe`, the `routes` command and AsyncAPI.
+    pub fn routes(&self) -> Vec<RouteInfo> {
+        self.shared.table.describe()
     }
 }
 

@@ -392,22 +392,6 @@ impl DispatchTable {
         }
         rows
     }
-
-    /// Every (topic, event, handlers) row, for logging and listing.
-    pub(crate) fn rows(&self) -> Vec<(String, String, String)> {
-        let mut rows = Vec::new();
-        for t in &self.topics {
-            let mut events: Vec<_> = t.by_event.iter().collect();
-            events.sort_by(|a, b| a.0.cmp(b.0));
-            for (e, r) in events {
-                rows.push((t.topic.to_string(), e.to_string(), r.names()));
-            }
-            if let Some(r) = &t.any {
-                rows.push((t.topic.to_string(), "*".to_owned(), r.names()));
-            }
-        }
-        rows
-    }
 }
 
 /// The codec of a subscribed topic: from `[topics.<name>] codec`, or from a
