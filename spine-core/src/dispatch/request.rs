@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::dispatch::extract::Context;
 use crate::headers::{CE_CAUSATION_ID, REQUEST_ID};
 use crate::metrics as m;
-use crate::outbound::{is_producer_only, producer_config};
+use crate::outbound::{is_producer_only, producer_config, SentKind};
 
 /// A [`crate::Context::request`] failure.
 #[derive(Debug, thiserror::Error)]
@@ -387,5 +387,142 @@ where
                 }
             })
         })
+    }
+}
+
+/// The request half of [`Context`]: sending a request and awaiting its
+/// response, beside the listener that matches responses.
+impl Context {
+    /// Publishes a request and waits for its response, decoded as `Resp`
+    /// (JSON). The responder answers with [`crate::respond`], which publishes
+    /// to the topic named in the request's `spine.reply.to` header and carries
+    /// its `spine.request.id` back.
+    ///
+    /// ```no_run
+    /// # use spine_kafka_core::{Context, HandlerError};
+    /// # use std::time::Duration;
+    /// #[derive(serde::Deserialize)]
+    /// struct Price { cents: i64 }
+    ///
+    /// async fn quote(sku: String, ctx: Context) -> Result<(), HandlerError> {
+    ///     let price: Price = ctx
+    ///         .request("prices", "price.requested", &serde_json::json!({ "sku": sku }))
+    ///         .timeout(Duration::from_secs(2))
+    ///         .await?;
+    ///     println!("{} cents", price.cents);
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// The request is published at once (not when the handler ends) and is not
+    /// retried by itself: a timeout is an error the handler's retry policy sees.
+    /// The app reads its reply topic (`[requests] reply_topic`) outside
+    /// `max_in_flight`, but a request answered by the *same* app needs room in
+    /// `max_in_flight` for the request itself: keep the requesting handlers'
+    /// concurrency (a pipeline's `max_concurrent`) below it.
+    pub fn request<'a, Req, Resp>(
+        &'a self,
+        topic: &'a str,
+        event: &'a str,
+        payload: &'a Req,
+    ) -> crate::dispatch::request::Request<'a, Req, Resp>
+    where
+        Req: Serialize + Sync + ?Sized,
+        Resp: serde::de::DeserializeOwned,
+    {
+        crate::dispatch::request::Request {
+            ctx: self,
+            topic,
+            event,
+            payload,
+            timeout: None,
+            key: None,
+            _resp: std::marker::PhantomData,
+        }
+    }
+
+    pub(crate) async fn send_request<Req: Serialize + Sync + ?Sized>(
+        &self,
+        topic: &str,
+        event: &str,
+        key: Option<Vec<u8>>,
+        payload: &Req,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Option<Vec<u8>>, RequestError> {
+        let requests = &self.shared.requests;
+        let key = key.or_else(|| self.origin.key.clone());
+        let mut rec = self
+            .event_record(topic, event, key, payload)
+            .await
+            .map_err(|e| RequestError::Encode(e.to_string()))?;
+        rec.kind = SentKind::Request;
+        if matches!(self.shared.outbound, crate::outbound::Outbound::Memory(_)) {
+            // TestApp (or a replay that does not publish): a stub answers, if any.
+            let request = rec.payload.clone().unwrap_or_default();
+            let answer = {
+                let stubs = requests.stubs.lock();
+                stubs
+                    .get(&(topic.to_owned(), event.to_owned()))
+                    .map(|stub| stub(&request))
+            };
+            let Some(answer) = answer else {
+                return Err(RequestError::NoBroker {
+                    topic: topic.to_owned(),
+                    event: event.to_owned(),
+                });
+            };
+            // Recorded like any published record, so tests can see the request.
+            let _ = self.shared.outbound.enqueue(rec);
+            return answer.map(Some).map_err(|error| RequestError::Decode {
+                event: event.to_owned(),
+                expected: "the stub's request type",
+                error,
+            });
+        }
+        requests.ready().await?;
+        let request_id = rec
+            .headers
+            .iter()
+            .find(|(k, _)| k == crate::headers::CE_ID)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        rec.headers.push((
+            crate::headers::REPLY_TO.to_owned(),
+            requests.reply_topic.clone().into_bytes(),
+        ));
+        rec.headers.push((
+            crate::headers::REQUEST_ID.to_owned(),
+            request_id.clone().into_bytes(),
+        ));
+        rec.headers.push((
+            crate::headers::REPLY_INSTANCE.to_owned(),
+            requests.instance.clone().into_bytes(),
+        ));
+        let rx = requests.wait_for(&request_id);
+        let after = timeout.unwrap_or(requests.default_timeout);
+        let outbound = &self.shared.outbound;
+        let waited = tokio::time::timeout(after, async move {
+            outbound.settle(vec![outbound.enqueue(rec)]).await;
+            rx.await
+        })
+        .await;
+        match waited {
+            Ok(Ok(response)) => Ok(response.payload),
+            Ok(Err(_)) => Err(RequestError::ReplyTopic {
+                topic: requests.reply_topic.clone(),
+                reason: "the response listener stopped".to_owned(),
+            }),
+            Err(_) => {
+                requests.forget(&request_id);
+                metrics::counter!(crate::metrics::REQUEST_TIMEOUTS, "topic" => topic.to_owned())
+                    .increment(1);
+                Err(RequestError::Timeout {
+                    topic: topic.to_owned(),
+                    event: event.to_owned(),
+                    after,
+                    request_id,
+                })
+            }
+        }
     }
 }
