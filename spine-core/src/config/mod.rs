@@ -47,18 +47,28 @@
 //! `SPINE_KAFKA__SESSION_TIMEOUT_MS` sets `session.timeout.ms`), and
 //! `SPINE_<SECTION>__<KEY>` for everything else (`SPINE_DISPATCH__MAX_IN_FLIGHT=64`).
 //! `SPINE_CONFIG` names the file to read instead of `./spine.toml`.
+//!
+//! Here: [`Config`], loading and validation; `sections` holds the tables
+//! (`[app]`, `[dispatch]`, ...), `env` the `SPINE_*` overrides.
+
+mod env;
+mod sections;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::Error;
+use env::with_env;
+
+pub use sections::{
+    AggregationConfig, AppConfig, DeadLetterConfig, DispatchConfig, ErrorEventsConfig, EventSource,
+    OrderingPolicy, PipelineConfig, RequestConfig, RetryConfig, SchemaRegistryConfig,
+    SubjectStrategy, TopicConfig, UnknownEvent,
+};
 
 /// The whole configuration of an app.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -97,335 +107,6 @@ pub struct Config {
     /// Per-aggregation overrides, keyed by the aggregation's name.
     #[serde(default)]
     pub aggregations: BTreeMap<String, AggregationConfig>,
-}
-
-/// `[pipelines.<name>]`: overrides for one `#[pipeline]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PipelineConfig {
-    /// Messages this pipeline handles at once (within `dispatch.max_in_flight`).
-    pub max_concurrent: Option<usize>,
-    /// Values of the steps' `#[arg]` parameters, by parameter name; they
-    /// override `args(...)` of the attribute.
-    pub args: BTreeMap<String, serde_json::Value>,
-}
-
-/// `[requests]`: request-reply with [`crate::Context::request`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RequestConfig {
-    /// Topic responses come back on; `{app}` is the app's name. Every
-    /// instance reads all of it and keeps the responses to its own requests.
-    pub reply_topic: String,
-    /// How long a request waits for its response unless `.timeout(...)` says otherwise.
-    #[serde(with = "duration")]
-    pub timeout: Duration,
-}
-
-impl Default for RequestConfig {
-    fn default() -> Self {
-        RequestConfig {
-            reply_topic: "{app}.replies".to_owned(),
-            timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// `[aggregations.<name>]`: overrides for one aggregation.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AggregationConfig {
-    /// How long an aggregate may stay incomplete, from its first part.
-    #[serde(with = "opt_duration")]
-    pub timeout: Option<Duration>,
-    /// Most aggregates open at once; past it the oldest expires.
-    pub max_open: Option<usize>,
-    /// Where expired aggregates' parts go.
-    pub dead_letter_topic: Option<String>,
-}
-
-/// `[app]`: the service's identity.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AppConfig {
-    /// Name of the app; the `ce_source` of everything it publishes.
-    pub name: String,
-    /// Consumer group id. Defaults to `name`. `SPINE_GROUP_ID` overrides it.
-    pub group: Option<String>,
-    /// Topics subscribed besides those named by handlers (needed for handlers
-    /// declared with an `event` but no `topic`).
-    pub topics: Vec<String>,
-}
-
-impl Default for AppConfig {
-    fn default() -> Self {
-        AppConfig {
-            name: "spine-app".to_owned(),
-            group: None,
-            topics: Vec::new(),
-        }
-    }
-}
-
-/// `[dispatch]`: routing and scheduling.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DispatchConfig {
-    /// Where the event name comes from.
-    pub event: EventSource,
-    /// Which messages must be handled in order.
-    pub ordering: OrderingPolicy,
-    /// Messages handled or waiting at once before fetching pauses.
-    pub max_in_flight: usize,
-    /// What happens to a message no handler matches.
-    pub unknown_event: UnknownEvent,
-    /// How often finished offsets are committed.
-    #[serde(with = "duration")]
-    pub commit_interval: Duration,
-    /// How long shutdown waits for in-flight handlers.
-    #[serde(with = "duration")]
-    pub shutdown_timeout: Duration,
-}
-
-impl Default for DispatchConfig {
-    fn default() -> Self {
-        DispatchConfig {
-            event: EventSource::default(),
-            ordering: OrderingPolicy::Key,
-            max_in_flight: 1024,
-            unknown_event: UnknownEvent::Skip,
-            commit_interval: Duration::from_secs(1),
-            shutdown_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// `[retry]`: exponential backoff for failed handlers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetryConfig {
-    /// Total attempts per message, the first included. `1` disables retries.
-    pub attempts: u32,
-    /// Wait before the first retry.
-    #[serde(with = "duration")]
-    pub backoff: Duration,
-    /// Upper bound of the wait between attempts.
-    #[serde(with = "duration")]
-    pub max_backoff: Duration,
-    /// Factor applied to the wait after each attempt.
-    pub multiplier: f64,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            attempts: 3,
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
-            multiplier: 2.0,
-        }
-    }
-}
-
-impl RetryConfig {
-    /// The wait after failed attempt number `attempt` (1-based).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self.multiplier.powi(attempt.saturating_sub(1) as i32);
-        let secs = (self.backoff.as_secs_f64() * exp).min(self.max_backoff.as_secs_f64());
-        Duration::from_secs_f64(secs.max(0.0))
-    }
-}
-
-/// `[dead_letter]`: where poison messages go.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeadLetterConfig {
-    /// When false, failed messages are logged, counted and committed, not published.
-    pub enabled: bool,
-    /// Topic pattern; `{topic}` is the source topic.
-    pub topic: String,
-}
-
-impl Default for DeadLetterConfig {
-    fn default() -> Self {
-        DeadLetterConfig {
-            enabled: true,
-            topic: "{topic}.dlq".to_owned(),
-        }
-    }
-}
-
-/// `[error_events]`: KaufmannEx-style `event.error.<event>` events.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ErrorEventsConfig {
-    /// Emit an error event when a message fails for good.
-    pub enabled: bool,
-    /// Topic pattern; `{topic}` is the source topic.
-    pub topic: String,
-}
-
-impl Default for ErrorEventsConfig {
-    fn default() -> Self {
-        ErrorEventsConfig {
-            enabled: false,
-            topic: "{topic}.errors".to_owned(),
-        }
-    }
-}
-
-/// `[schema_registry]`: where Avro schemas live.
-#[derive(Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SchemaRegistryConfig {
-    /// Base URL, e.g. `http://localhost:8081`. `SPINE_SCHEMA_REGISTRY_URL` overrides it.
-    pub url: Option<String>,
-    /// Basic-auth user name.
-    pub username: Option<String>,
-    /// Basic-auth password.
-    pub password: Option<String>,
-    /// Bearer token (instead of basic auth).
-    pub token: Option<String>,
-    /// Register the schemas of replies and emitted events that the registry
-    /// does not know yet. Off by default: schemas are usually registered by CI.
-    pub auto_register: bool,
-    /// How subjects are named when encoding.
-    pub subject_strategy: SubjectStrategy,
-}
-
-impl fmt::Debug for SchemaRegistryConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SchemaRegistryConfig")
-            .field("url", &self.url)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("token", &self.token.as_ref().map(|_| "***"))
-            .field("auto_register", &self.auto_register)
-            .field("subject_strategy", &self.subject_strategy)
-            .finish()
-    }
-}
-
-/// Confluent's subject name strategies.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SubjectStrategy {
-    /// `<topic>-value` (`TopicNameStrategy`, the default).
-    #[default]
-    Topic,
-    /// `<record full name>` (`RecordNameStrategy`).
-    Record,
-    /// `<topic>-<record full name>` (`TopicRecordNameStrategy`).
-    TopicRecord,
-}
-
-/// `[topics.<name>]`: overrides for one topic.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TopicConfig {
-    /// The payload format: `"json"` (default) or `"avro"`. Applies to what is
-    /// consumed from and published to the topic.
-    pub codec: Option<String>,
-    /// Subject naming for this topic, overriding `[schema_registry]`.
-    pub subject_strategy: Option<SubjectStrategy>,
-    /// Where this topic's event names come from.
-    pub event: Option<EventSource>,
-    /// What happens to this topic's unmatched messages.
-    pub unknown_event: Option<UnknownEvent>,
-    /// Dead-letter topic for this topic (a name, `{topic}` allowed).
-    pub dead_letter_topic: Option<String>,
-    /// The `.avsc` file of the topic's value schema, relative to spine.toml;
-    /// `spine schemas register` registers it under this topic's subject.
-    pub schema: Option<String>,
-}
-
-/// Where a message's event name comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventSource {
-    /// A header; `header:ce_type` (CloudEvents binary mode) is the default.
-    Header(String),
-    /// The message key.
-    Key,
-    /// A top-level string field of a JSON payload.
-    Field(String),
-    /// The full name of the payload's Avro record (one topic, several record types).
-    Record,
-}
-
-impl Default for EventSource {
-    fn default() -> Self {
-        EventSource::Header(crate::headers::CE_TYPE.to_owned())
-    }
-}
-
-impl FromStr for EventSource {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let non_empty = |rest: &str, what: &str| {
-            if rest.is_empty() {
-                Err(format!("`{what}:` needs a name, e.g. `{what}:ce_type`"))
-            } else {
-                Ok(rest.to_owned())
-            }
-        };
-        match s.split_once(':') {
-            None if s == "key" => Ok(EventSource::Key),
-            None if s == "record" => Ok(EventSource::Record),
-            Some(("header", rest)) => non_empty(rest, "header").map(EventSource::Header),
-            Some(("field", rest)) => non_empty(rest, "field").map(EventSource::Field),
-            _ => Err(format!(
-                "unknown event source `{s}`; expected `header:<name>`, `key`, `field:<name>` or `record`"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for EventSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EventSource::Header(h) => write!(f, "header:{h}"),
-            EventSource::Key => f.write_str("key"),
-            EventSource::Field(n) => write!(f, "field:{n}"),
-            EventSource::Record => f.write_str("record"),
-        }
-    }
-}
-
-impl Serialize for EventSource {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for EventSource {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// Which messages must be handled in order (`[dispatch] ordering`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderingPolicy {
-    /// Same key, same partition: in order. Different keys run concurrently.
-    /// Messages without a key are ordered with each other per partition.
-    Key,
-    /// One message at a time per partition.
-    Partition,
-    /// No ordering: every message may run concurrently (`ordering = "none"`).
-    #[serde(rename = "none", alias = "unordered")]
-    Unordered,
-}
-
-/// What happens to a message whose event has no handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnknownEvent {
-    /// Count it, log it, commit it.
-    Skip,
-    /// Count it, log it, and publish it to the dead-letter topic.
-    DeadLetter,
 }
 
 impl Config {
@@ -616,19 +297,6 @@ impl Config {
     }
 }
 
-fn with_env(figment: Figment) -> Figment {
-    // `SPINE_<SECTION>__<KEY>`; the Kafka properties and the two shorthand
-    // variables are applied separately because their keys contain dots.
-    figment.merge(
-        Env::prefixed("SPINE_")
-            .filter(|k| {
-                let k = k.as_str().to_ascii_lowercase();
-                k.contains("__") && !k.starts_with("kafka__")
-            })
-            .split("__"),
-    )
-}
-
 fn figment_error(e: figment::Error) -> Error {
     let key = if e.path.is_empty() {
         "spine.toml".to_owned()
@@ -687,53 +355,10 @@ fn kafka_properties<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, 
         .collect())
 }
 
-mod opt_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.collect_str(&humantime::format_duration(*d)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(None),
-            Some(s) => humantime::parse_duration(&s).map(Some).map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "`{s}` is not a duration ({e}); write e.g. \"500ms\", \"2s\" or \"1m\""
-                ))
-            }),
-        }
-    }
-}
-
-mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*d))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "`{s}` is not a duration ({e}); write e.g. \"500ms\", \"2s\" or \"1m\""
-            ))
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
