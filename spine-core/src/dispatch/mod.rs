@@ -12,116 +12,37 @@
 //! - `pipeline`: what `#[pipeline]` expands to at run time;
 //! - `request`: request-reply over Kafka (the reply listener, `Context::request`).
 
+mod dead_letter;
 pub(crate) mod extract;
 pub(crate) mod handler;
+mod outcome;
 pub(crate) mod pipeline;
 pub mod request;
 pub(crate) mod routing;
+mod stats;
+
+use dead_letter::{dead_letter_record, error_event};
+use outcome::HandlerFailure;
+pub(crate) use outcome::{MessageOutcome, Resume};
+pub(crate) use stats::Stats;
+pub use stats::StatsSnapshot;
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rdkafka::message::OwnedMessage;
 
 use crate::codec::{CodecError, Decoded};
 use crate::config::{Config, UnknownEvent};
-use crate::dispatch::extract::{EmitLog, Scope, States};
-use crate::dispatch::handler::{HandlerDescriptor, HandlerFuture};
+use crate::dispatch::extract::{Scope, States};
+use crate::dispatch::handler::HandlerDescriptor;
 use crate::dispatch::routing::{DispatchTable, Route, TopicRoutes};
 use crate::error::{Failure, FailureKind};
-use crate::headers::dead_letter;
 use crate::metrics as m;
 use crate::middleware::{MessageInfo, Middleware, Outcome};
 use crate::outbound::{cloud_event_headers, Delivery, Origin, OutRecord, Outbound, SentKind};
 use crate::record::Record;
 use crate::reply::Reply;
-
-/// Counters of what the app did since it started.
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    consumed: AtomicU64,
-    handled: AtomicU64,
-    replied: AtomicU64,
-    dead_lettered: AtomicU64,
-    skipped: AtomicU64,
-    retried: AtomicU64,
-    failed_attempts: AtomicU64,
-    backpressure_pauses: AtomicU64,
-    aggregates_completed: AtomicU64,
-    aggregates_expired: AtomicU64,
-    codec_waits: AtomicU64,
-}
-
-/// A snapshot of the app's counters.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    /// Messages received.
-    pub consumed: u64,
-    /// Messages whose handlers succeeded.
-    pub handled: u64,
-    /// Replies produced.
-    pub replied: u64,
-    /// Messages sent to a dead-letter topic (or dropped, if dead-lettering is off).
-    pub dead_lettered: u64,
-    /// Messages with no handler, skipped by policy.
-    pub skipped: u64,
-    /// Retries scheduled.
-    pub retried: u64,
-    /// Failed attempts, retried or not.
-    pub failed_attempts: u64,
-    /// Times fetching paused because `max_in_flight` was reached.
-    pub backpressure_pauses: u64,
-    /// Aggregates completed and handed to their handlers.
-    pub aggregates_completed: u64,
-    /// Aggregates expired (timeout or `max_open`), their parts dead-lettered.
-    pub aggregates_expired: u64,
-    /// Times a message waited for its codec's source (the schema registry).
-    pub codec_waits: u64,
-}
-
-impl Stats {
-    fn add(c: &AtomicU64, n: u64) {
-        c.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub(crate) fn consumed(&self) {
-        Self::add(&self.consumed, 1);
-    }
-
-    pub(crate) fn paused(&self) {
-        Self::add(&self.backpressure_pauses, 1);
-    }
-
-    pub(crate) fn aggregate_completed(&self) {
-        Self::add(&self.aggregates_completed, 1);
-    }
-
-    pub(crate) fn aggregate_expired(&self) {
-        Self::add(&self.aggregates_expired, 1);
-    }
-
-    pub(crate) fn codec_waited(&self) {
-        Self::add(&self.codec_waits, 1);
-    }
-
-    pub(crate) fn snapshot(&self) -> StatsSnapshot {
-        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        StatsSnapshot {
-            consumed: l(&self.consumed),
-            handled: l(&self.handled),
-            replied: l(&self.replied),
-            dead_lettered: l(&self.dead_lettered),
-            skipped: l(&self.skipped),
-            retried: l(&self.retried),
-            failed_attempts: l(&self.failed_attempts),
-            backpressure_pauses: l(&self.backpressure_pauses),
-            aggregates_completed: l(&self.aggregates_completed),
-            aggregates_expired: l(&self.aggregates_expired),
-            codec_waits: l(&self.codec_waits),
-        }
-    }
-}
 
 /// Everything handlers share: configuration, routes, the producer, state.
 pub(crate) struct Shared {
@@ -139,79 +60,6 @@ pub(crate) struct Shared {
         std::collections::HashMap<String, Arc<dyn crate::codec::PayloadCodec>>,
     /// Requests this app sends and the listener for their responses.
     pub(crate) requests: crate::dispatch::request::Requests,
-}
-
-/// How the slow path picks up a message the fast path started.
-pub(crate) enum Resume {
-    /// Nothing ran yet.
-    Fresh,
-    /// The first attempt is running.
-    Running {
-        fut: HandlerFuture,
-        emits: Option<Arc<EmitLog>>,
-    },
-    /// The first attempt failed, was counted, and is to be retried.
-    Retry { emits: Option<Arc<EmitLog>> },
-    /// The handler finished, but its replies need a codec to fetch a schema
-    /// before they can be encoded.
-    Finished {
-        replies: Vec<Reply>,
-        emits: Option<Arc<EmitLog>>,
-    },
-}
-
-/// A handler's failure that ends the message.
-struct HandlerFailure {
-    handler: Option<&'static str>,
-    failure: Failure,
-    attempts: u32,
-}
-
-/// What the handlers of one message produced.
-#[derive(Default)]
-pub(crate) struct MessageOutcome {
-    replies: Vec<Reply>,
-    failures: Vec<HandlerFailure>,
-    emits: Vec<Delivery>,
-}
-
-impl MessageOutcome {
-    fn add_emits(&mut self, emits: Option<Arc<EmitLog>>) {
-        if let Some(e) = emits {
-            self.emits.extend(e.take());
-        }
-    }
-
-    /// A message that failed before any handler ran.
-    pub(crate) fn failed(handler: Option<&'static str>, failure: Failure) -> Self {
-        MessageOutcome {
-            failures: vec![HandlerFailure {
-                handler,
-                failure,
-                attempts: 1,
-            }],
-            ..MessageOutcome::default()
-        }
-    }
-
-    /// Outcome of a single handler's first attempt, finished at once.
-    pub(crate) fn first(
-        handler: &HandlerDescriptor,
-        result: Result<Vec<Reply>, Failure>,
-        emits: Option<Arc<EmitLog>>,
-    ) -> Self {
-        let mut out = MessageOutcome::default();
-        out.add_emits(emits);
-        match result {
-            Ok(replies) => out.replies = replies,
-            Err(failure) => out.failures.push(HandlerFailure {
-                handler: Some(handler.name),
-                failure,
-                attempts: 1,
-            }),
-        }
-        out
-    }
 }
 
 impl Shared {
@@ -266,13 +114,13 @@ impl Shared {
         failure: &Failure,
         attempt: u32,
     ) -> bool {
-        Stats::add(&self.stats.failed_attempts, 1);
+        self.stats.failed_attempt();
         metrics::counter!(m::FAILED, "topic" => topic.topic.to_string(), "kind" => failure.kind.as_str())
             .increment(1);
         let retry = failure.retryable() && attempt < self.config.retry.attempts;
         if retry {
             let delay = self.config.retry.delay(attempt);
-            Stats::add(&self.stats.retried, 1);
+            self.stats.retried();
             topic.metrics.retried.increment(1);
             tracing::warn!(
                 handler = handler.name, attempt, error = %failure.message,
@@ -532,7 +380,7 @@ impl Shared {
         event: Option<&str>,
         replies: usize,
     ) {
-        Stats::add(&self.stats.handled, 1);
+        self.stats.handled();
         topic.metrics.handled.increment(1);
         if !self.middleware.is_empty() {
             let event = topic.event_or(rec, event);
@@ -566,7 +414,7 @@ impl Shared {
         topic.metrics.unknown_event.increment(1);
         match topic.unknown {
             UnknownEvent::Skip => {
-                Stats::add(&self.stats.skipped, 1);
+                self.stats.skipped();
                 if self.first_sighting(rec.topic, event) {
                     tracing::warn!(
                         topic = rec.topic,
@@ -631,14 +479,14 @@ impl Shared {
                     }),
                 }
             }
-            Stats::add(&self.stats.replied, n_replies as u64);
+            self.stats.replied(n_replies as u64);
             topic.metrics.produced.increment(n_replies as u64);
         }
         if out.failures.is_empty() {
             self.handled(rec, topic, event, n_replies);
             return deliveries;
         }
-        Stats::add(&self.stats.dead_lettered, 1);
+        self.stats.dead_lettered();
         // Routing may not have needed the event name; the dead letter does.
         let event = topic.event_or(rec, event);
         let event = event.as_deref();
@@ -761,79 +609,6 @@ impl Shared {
             payload: Some(payload),
             headers,
         })
-    }
-}
-
-fn dead_letter_record(
-    rec: &Record<'_>,
-    dlq_topic: &str,
-    event: Option<&str>,
-    f: &HandlerFailure,
-) -> OutRecord {
-    let mut headers = rec.headers_vec();
-    let mut add =
-        |k: &str, v: Cow<'_, str>| headers.push((k.to_owned(), v.into_owned().into_bytes()));
-    add(dead_letter::TOPIC, rec.topic.into());
-    add(dead_letter::PARTITION, rec.partition.to_string().into());
-    add(dead_letter::OFFSET, rec.offset.to_string().into());
-    add(dead_letter::ERROR_KIND, f.failure.kind.as_str().into());
-    add(
-        dead_letter::ERROR_MESSAGE,
-        f.failure.message.as_str().into(),
-    );
-    add(dead_letter::ATTEMPTS, f.attempts.to_string().into());
-    if let Some(code) = f.failure.code {
-        add(dead_letter::ERROR_CODE, code.into());
-    }
-    for (k, v) in &f.failure.headers {
-        add(k, v.as_str().into());
-    }
-    if let Some(h) = f.handler {
-        add(dead_letter::HANDLER, h.into());
-    }
-    if let Some(e) = event {
-        add(dead_letter::EVENT, e.into());
-    }
-    OutRecord {
-        kind: SentKind::DeadLetter,
-        topic: dlq_topic.to_owned(),
-        key: rec.key.map(<[u8]>::to_vec),
-        payload: rec.payload.map(<[u8]>::to_vec),
-        headers,
-    }
-}
-
-/// The KaufmannEx-style `event.error.<event>` event.
-fn error_event(
-    source: &str,
-    rec: &Record<'_>,
-    topic: &str,
-    event: Option<&str>,
-    f: &HandlerFailure,
-) -> OutRecord {
-    let original = rec.payload.map(|p| {
-        serde_json::from_slice::<serde_json::Value>(p)
-            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(p).into_owned()))
-    });
-    let body = serde_json::json!({
-        "error": f.failure.message,
-        "kind": f.failure.kind.as_str(),
-        "handler": f.handler,
-        "event": event,
-        "topic": rec.topic,
-        "partition": rec.partition,
-        "offset": rec.offset,
-        "attempts": f.attempts,
-        "payload": original,
-    });
-    let origin = Origin::of(rec);
-    let name = format!("event.error.{}", event.unwrap_or("unknown"));
-    OutRecord {
-        kind: SentKind::ErrorEvent,
-        topic: topic.to_owned(),
-        key: origin.key.clone(),
-        payload: Some(body.to_string().into_bytes()),
-        headers: cloud_event_headers(source, &name, Some(&origin)),
     }
 }
 
