@@ -169,6 +169,7 @@ pub(crate) struct DispatchTable {
 }
 
 type Key = (Option<&'static str>, Option<&'static str>);
+type Groups = BTreeMap<Key, Vec<HandlerDescriptor>>;
 
 fn describe_key((topic, event): Key) -> String {
     match (topic, event) {
@@ -186,163 +187,25 @@ impl DispatchTable {
         config: &Config,
         codecs: &HashMap<String, Arc<dyn PayloadCodec>>,
     ) -> Result<Self, Error> {
-        let mut groups: BTreeMap<Key, Vec<HandlerDescriptor>> = BTreeMap::new();
-        for h in handlers {
-            groups
-                .entry((h.topic, h.event))
-                .or_default()
-                .push(h.clone());
-        }
-        for (key, group) in &groups {
-            if group.len() < 2 {
-                continue;
-            }
-            // Report a pair where at least one side did not ask for fan-out.
-            if let Some(pos) = group.iter().position(|h| !h.fan_out) {
-                let (a, b) = if pos == 0 {
-                    (&group[0], &group[1])
-                } else {
-                    (&group[0], &group[pos])
-                };
-                return Err(Error::DuplicateRoute {
-                    key: describe_key(*key),
-                    first: a.name,
-                    first_location: a.location(),
-                    second: b.name,
-                    second_location: b.location(),
-                });
-            }
-        }
-        let route = |g: &Vec<HandlerDescriptor>, codec: &Option<Arc<dyn PayloadCodec>>| {
-            let readers = match codec {
-                None => Vec::new(),
-                Some(c) => g
-                    .iter()
-                    .map(|h| {
-                        if h.value_decoder.is_none() {
-                            return Err(Error::Schema {
-                                handler: h.name,
-                                location: h.location(),
-                                reason: format!(
-                                    "topic uses the `{}` codec, but the handler has no value decoder; \
-                                     declare it with #[on]",
-                                    c.name()
-                                ),
-                            });
-                        }
-                        c.reader(h.reader_schema.as_deref())
-                            .map_err(|e| Error::Schema {
-                                handler: h.name,
-                                location: h.location(),
-                                reason: e.to_string(),
-                            })
-                    })
-                    .collect::<Result<_, _>>()?,
-            };
-            Ok::<_, Error>(Route {
-                handlers: g.clone().into(),
-                readers: readers.into(),
-            })
-        };
-
-        if let Some(h) = handlers
-            .iter()
-            .find(|h| h.topic.is_none() && h.codec.is_some_and(|c| c != "json"))
-        {
-            return Err(Error::Schema {
-                handler: h.name,
-                location: h.location(),
-                reason:
-                    "`codec` on a handler applies to its topic: add `topic = \"...\"`, or mark \
-                         the topics in spine.toml with `[topics.<name>] codec = \"avro\"`"
-                        .into(),
-            });
-        }
-        let mut topics: BTreeSet<String> = config.app.topics.iter().cloned().collect();
-        topics.extend(handlers.iter().filter_map(|h| h.topic).map(str::to_owned));
-        if topics.is_empty() {
-            return Err(Error::NoTopics);
-        }
-
+        let groups = group_by_key(handlers)?;
+        refuse_topicless_codecs(handlers)?;
         let mut table = DispatchTable {
             topics: Vec::new(),
             index: FastMap::default(),
         };
-        for topic in topics {
+        for topic in subscribed_topics(handlers, config)? {
             let codec = topic_codec(&topic, handlers, config, codecs)?;
-            let source = config.event_source(&topic).clone();
-            if source == EventSource::Record && codec.is_none() {
-                return Err(Error::config(
-                    format!("topics.{topic}.event"),
-                    "the `record` event source needs an Avro topic: add `codec = \"avro\"`",
-                ));
-            }
-            let mut by_event = FastMap::default();
-            for ((t, e), g) in &groups {
-                if let (None, Some(e)) = (t, e) {
-                    by_event.insert(Box::<str>::from(*e), route(g, &codec)?);
-                }
-            }
-            for ((t, e), g) in &groups {
-                if let (Some(t), Some(e)) = (t, e) {
-                    if *t == topic {
-                        by_event.insert(Box::<str>::from(*e), route(g, &codec)?);
-                    }
-                }
-            }
-            let topic_wide = groups
-                .iter()
-                .find(|((t, e), _)| *t == Some(topic.as_str()) && e.is_none())
-                .map(|(_, g)| g);
-            let any = match topic_wide.or_else(|| groups.get(&(None, None))) {
-                Some(g) => Some(route(g, &codec)?),
-                None => None,
-            };
-            table
-                .index
-                .insert(topic.as_str().into(), table.topics.len());
-            table.topics.push(TopicRoutes {
-                codec,
-                source,
-                unknown: config.unknown_event(&topic),
-                dead_letter_topic: config.dead_letter_topic(&topic),
-                error_topic: config.error_event_topic(&topic),
-                metrics: TopicMetrics::new(&topic),
-                topic: topic.as_str().into(),
-                by_event,
-                any,
-                subscribed: true,
-            });
+            table.push(topic_routes(topic, codec, &groups, config)?);
         }
         for t in internal {
-            let fan_out = t.handlers.iter().all(|h| h.fan_out);
-            if t.handlers.len() > 1 && !fan_out {
-                let (a, b) = (&t.handlers[0], &t.handlers[1]);
-                return Err(Error::DuplicateRoute {
-                    key: format!("the completed aggregates of `{}`", t.topic),
-                    first: a.name,
-                    first_location: a.location(),
-                    second: b.name,
-                    second_location: b.location(),
-                });
-            }
-            table
-                .index
-                .insert(t.topic.as_str().into(), table.topics.len());
-            table.topics.push(TopicRoutes {
-                codec: None,
-                source: EventSource::default(),
-                unknown: UnknownEvent::DeadLetter,
-                dead_letter_topic: t.dead_letter_topic.clone(),
-                error_topic: config.error_event_topic(&t.topic),
-                metrics: TopicMetrics::new(&t.topic),
-                topic: t.topic.as_str().into(),
-                by_event: FastMap::default(),
-                any: Some(route(&t.handlers, &None)?),
-                subscribed: false,
-            });
+            table.push(internal_routes(t, config)?);
         }
         Ok(table)
+    }
+
+    fn push(&mut self, routes: TopicRoutes) {
+        self.index.insert((*routes.topic).into(), self.topics.len());
+        self.topics.push(routes);
     }
 
     pub(crate) fn topic_index(&self, topic: &str) -> Option<usize> {
@@ -392,6 +255,182 @@ impl DispatchTable {
         }
         rows
     }
+}
+
+/// Handlers by (topic, event); two on one key is an error unless all of
+/// them asked for fan-out.
+fn group_by_key(handlers: &[HandlerDescriptor]) -> Result<Groups, Error> {
+    let mut groups: Groups = BTreeMap::new();
+    for h in handlers {
+        groups
+            .entry((h.topic, h.event))
+            .or_default()
+            .push(h.clone());
+    }
+    for (key, group) in &groups {
+        if group.len() < 2 {
+            continue;
+        }
+        // Report a pair where at least one side did not ask for fan-out.
+        if let Some(pos) = group.iter().position(|h| !h.fan_out) {
+            let (a, b) = if pos == 0 {
+                (&group[0], &group[1])
+            } else {
+                (&group[0], &group[pos])
+            };
+            return Err(duplicate(describe_key(*key), a, b));
+        }
+    }
+    Ok(groups)
+}
+
+fn duplicate(key: String, a: &HandlerDescriptor, b: &HandlerDescriptor) -> Error {
+    Error::DuplicateRoute {
+        key,
+        first: a.name,
+        first_location: a.location(),
+        second: b.name,
+        second_location: b.location(),
+    }
+}
+
+/// A codec belongs to a topic: a handler without one cannot declare it.
+fn refuse_topicless_codecs(handlers: &[HandlerDescriptor]) -> Result<(), Error> {
+    match handlers
+        .iter()
+        .find(|h| h.topic.is_none() && h.codec.is_some_and(|c| c != "json"))
+    {
+        Some(h) => Err(Error::Schema {
+            handler: h.name,
+            location: h.location(),
+            reason: "`codec` on a handler applies to its topic: add `topic = \"...\"`, or mark \
+                     the topics in spine.toml with `[topics.<name>] codec = \"avro\"`"
+                .into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The configured topics and those the handlers name.
+fn subscribed_topics(
+    handlers: &[HandlerDescriptor],
+    config: &Config,
+) -> Result<BTreeSet<String>, Error> {
+    let mut topics: BTreeSet<String> = config.app.topics.iter().cloned().collect();
+    topics.extend(handlers.iter().filter_map(|h| h.topic).map(str::to_owned));
+    if topics.is_empty() {
+        return Err(Error::NoTopics);
+    }
+    Ok(topics)
+}
+
+/// The routes of one subscribed topic, by precedence: (topic, event), then
+/// (*, event); the topic-wide handler, else the catch-all, takes the rest.
+fn topic_routes(
+    topic: String,
+    codec: Option<Arc<dyn PayloadCodec>>,
+    groups: &Groups,
+    config: &Config,
+) -> Result<TopicRoutes, Error> {
+    let source = config.event_source(&topic).clone();
+    if source == EventSource::Record && codec.is_none() {
+        return Err(Error::config(
+            format!("topics.{topic}.event"),
+            "the `record` event source needs an Avro topic: add `codec = \"avro\"`",
+        ));
+    }
+    let mut by_event = FastMap::default();
+    for ((t, e), g) in groups {
+        if let (None, Some(e)) = (t, e) {
+            by_event.insert(Box::<str>::from(*e), route(g, &codec)?);
+        }
+    }
+    for ((t, e), g) in groups {
+        if let (Some(t), Some(e)) = (t, e) {
+            if *t == topic {
+                by_event.insert(Box::<str>::from(*e), route(g, &codec)?);
+            }
+        }
+    }
+    let topic_wide = groups
+        .iter()
+        .find(|((t, e), _)| *t == Some(topic.as_str()) && e.is_none())
+        .map(|(_, g)| g);
+    let any = match topic_wide.or_else(|| groups.get(&(None, None))) {
+        Some(g) => Some(route(g, &codec)?),
+        None => None,
+    };
+    Ok(TopicRoutes {
+        source,
+        unknown: config.unknown_event(&topic),
+        dead_letter_topic: config.dead_letter_topic(&topic),
+        error_topic: config.error_event_topic(&topic),
+        metrics: TopicMetrics::new(&topic),
+        codec,
+        topic: topic.as_str().into(),
+        by_event,
+        any,
+        subscribed: true,
+    })
+}
+
+/// The routes of an internal topic (completed aggregates): not subscribed,
+/// one catch-all route.
+fn internal_routes(t: &InternalTopic, config: &Config) -> Result<TopicRoutes, Error> {
+    let fan_out = t.handlers.iter().all(|h| h.fan_out);
+    if t.handlers.len() > 1 && !fan_out {
+        return Err(duplicate(
+            format!("the completed aggregates of `{}`", t.topic),
+            &t.handlers[0],
+            &t.handlers[1],
+        ));
+    }
+    Ok(TopicRoutes {
+        codec: None,
+        source: EventSource::default(),
+        unknown: UnknownEvent::DeadLetter,
+        dead_letter_topic: t.dead_letter_topic.clone(),
+        error_topic: config.error_event_topic(&t.topic),
+        metrics: TopicMetrics::new(&t.topic),
+        topic: t.topic.as_str().into(),
+        by_event: FastMap::default(),
+        any: Some(route(&t.handlers, &None)?),
+        subscribed: false,
+    })
+}
+
+/// One route: its handlers, and each handler's reader compiled by the
+/// topic's codec.
+fn route(g: &[HandlerDescriptor], codec: &Option<Arc<dyn PayloadCodec>>) -> Result<Route, Error> {
+    let readers = match codec {
+        None => Vec::new(),
+        Some(c) => g
+            .iter()
+            .map(|h| {
+                if h.value_decoder.is_none() {
+                    return Err(Error::Schema {
+                        handler: h.name,
+                        location: h.location(),
+                        reason: format!(
+                            "topic uses the `{}` codec, but the handler has no value decoder; \
+                             declare it with #[on]",
+                            c.name()
+                        ),
+                    });
+                }
+                c.reader(h.reader_schema.as_deref())
+                    .map_err(|e| Error::Schema {
+                        handler: h.name,
+                        location: h.location(),
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Route {
+        handlers: g.to_vec().into(),
+        readers: readers.into(),
+    })
 }
 
 /// The codec of a subscribed topic: from `[topics.<name>] codec`, or from a

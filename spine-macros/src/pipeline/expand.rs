@@ -10,7 +10,8 @@ use syn::spanned::Spanned;
 use syn::ItemMod;
 
 use super::parse::PipelineArgs;
-use super::validate::{distinct_extractors, Flow, Param, Pipeline};
+use super::parse::Publish;
+use super::validate::{distinct_extractors, Flow, Param, Pipeline, Step};
 use crate::common::{avro_check, codec_glue, handler_info, reply_glue, type_name};
 
 pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> TokenStream {
@@ -34,118 +35,36 @@ pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> T
         })
         .collect();
 
-    let n = p.steps.len();
     let mut body = Vec::new();
     let mut links = Vec::new();
     let mut arg_params = Vec::new();
     for (k, s) in p.steps.iter().enumerate() {
-        let step = &s.ident;
-        let step_str = step.to_string();
-        let mut call_args = vec![quote!(__spine_v)];
+        let step_str = s.ident.to_string();
+        let mut args = vec![quote!(__spine_v)];
         for prm in &s.params {
-            match prm {
+            args.push(match prm {
                 Param::Extractor(t) => {
                     let i = extractors.iter().position(|x| x == t).expect("collected");
-                    let id = &ext_idents[i];
                     uses_left[i] -= 1;
-                    call_args.push(if uses_left[i] == 0 {
-                        quote!(#id)
-                    } else {
-                        quote!(::core::clone::Clone::clone(&#id))
-                    });
+                    extractor_arg(&ext_idents[i], uses_left[i])
                 }
-                Param::Arg { name: arg, ty } => {
-                    let arg_str = arg.to_string();
-                    let ty_str = type_name(ty);
-                    call_args.push(quote_spanned! {ty.span()=>
-                        __spine_pipe.arg::<#ty>(#step_str, #arg_str)?
-                    });
-                    arg_params.push(quote! {
-                        ::spine::__private::pipeline::ArgParam {
-                            step: #step_str,
-                            name: #arg_str,
-                            ty: #ty_str,
-                            check: ::spine::__private::pipeline::check_arg::<#ty>,
-                        }
-                    });
+                Param::Arg { name, ty } => {
+                    arg_params.push(arg_param(&step_str, name, ty));
+                    fixed_arg(&step_str, name, ty)
                 }
-            }
+            });
         }
-        let call = if s.is_async {
-            quote!(#step(#(#call_args),*).await)
-        } else {
-            quote!(#step(#(#call_args),*))
-        };
-        let fail = |span: proc_macro2::Span| {
-            quote_spanned! {span=>
-                return ::core::result::Result::Err(
-                    ::spine::__private::pipeline::failed(#step_str, __spine_e)
-                )
-            }
-        };
-        body.push(match &s.flow {
-            Flow::Plain => quote!(let __spine_v = #call;),
-            Flow::Option => quote! {
-                let ::core::option::Option::Some(__spine_v) = #call else {
-                    return ::core::result::Result::Ok(::std::vec::Vec::new());
-                };
-            },
-            Flow::Result(span) => {
-                let fail = fail(*span);
-                quote! {
-                    let __spine_v = match #call {
-                        ::core::result::Result::Ok(v) => v,
-                        ::core::result::Result::Err(__spine_e) => { #fail }
-                    };
-                }
-            }
-            Flow::ResultOption(span) => {
-                let fail = fail(*span);
-                quote! {
-                    let __spine_v = match #call {
-                        ::core::result::Result::Ok(::core::option::Option::Some(v)) => v,
-                        ::core::result::Result::Ok(::core::option::Option::None) => {
-                            return ::core::result::Result::Ok(::std::vec::Vec::new());
-                        }
-                        ::core::result::Result::Err(__spine_e) => { #fail }
-                    };
-                }
-            }
-        });
-        let out_ty = &s.output;
+        body.push(step_call(s, &step_str, &args));
         if let Some(publish) = &s.publish {
-            let (topic, event) = (&publish.topic, &publish.event);
-            // Spanned on the output type: a type that cannot be published
-            // is reported there.
-            body.push(quote_spanned! {out_ty.span()=>
-                ::spine::__private::pipeline::publish(&__spine_pipe, #step_str, #topic, #event, &__spine_v).await?;
-            });
+            body.push(publish_output(s, &step_str, publish));
         }
-        if k + 1 < n {
-            // The link: `fn(previous step's output) -> next step's input`,
-            // with the output written where the previous step's return type
-            // is and the input type where the next step takes it, so that a
-            // mismatch is reported on both.
-            let next_in = &p.steps[k + 1].input;
-            let link = format_ident!("__spine_link_{}", k);
-            let value = quote_spanned!(out_ty.span()=> __spine_out);
-            links.push(quote! {
-                #[doc(hidden)]
-                #[allow(dead_code, non_snake_case)]
-                fn #link(__spine_out: #out_ty) -> #next_in {
-                    #value
-                }
-            });
-            body.push(quote!(let __spine_v = #link(__spine_v);));
-        } else if s.publish.is_some() {
-            body.push(quote! {
-                let _ = __spine_v;
-                ::core::result::Result::Ok(::std::vec::Vec::new())
-            });
-        } else {
-            body.push(quote_spanned! {out_ty.span()=>
-                ::spine::__private::pipeline::end(__spine_v)
-            });
+        match p.steps.get(k + 1) {
+            Some(next) => {
+                let (link_fn, link_call) = link(k, s, next);
+                links.push(link_fn);
+                body.push(link_call);
+            }
+            None => body.push(end(s)),
         }
     }
 
@@ -233,6 +152,127 @@ pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> T
                 #glue
                 #replies
             }
+        }
+    }
+}
+
+/// An extractor passed to a step: moved at its last use, cloned before.
+fn extractor_arg(id: &syn::Ident, uses_left: usize) -> TokenStream {
+    if uses_left == 0 {
+        quote!(#id)
+    } else {
+        quote!(::core::clone::Clone::clone(&#id))
+    }
+}
+
+/// An `#[arg]` value passed to a step, read from the pipeline's settings.
+fn fixed_arg(step: &str, name: &syn::Ident, ty: &syn::Type) -> TokenStream {
+    let name = name.to_string();
+    quote_spanned! {ty.span()=>
+        __spine_pipe.arg::<#ty>(#step, #name)?
+    }
+}
+
+/// What `build()` checks of an `#[arg]`: it exists and converts into `ty`.
+fn arg_param(step: &str, name: &syn::Ident, ty: &syn::Type) -> TokenStream {
+    let name = name.to_string();
+    let ty_str = type_name(ty);
+    quote! {
+        ::spine::__private::pipeline::ArgParam {
+            step: #step,
+            name: #name,
+            ty: #ty_str,
+            check: ::spine::__private::pipeline::check_arg::<#ty>,
+        }
+    }
+}
+
+/// Calls a step and goes on with its output as the step's flow says
+/// (`Option`: `None` ends the message; `Result`: `Err` fails it, naming the step).
+fn step_call(s: &Step, step_str: &str, args: &[TokenStream]) -> TokenStream {
+    let step = &s.ident;
+    let call = if s.is_async {
+        quote!(#step(#(#args),*).await)
+    } else {
+        quote!(#step(#(#args),*))
+    };
+    let fail = |span: proc_macro2::Span| {
+        quote_spanned! {span=>
+            return ::core::result::Result::Err(
+                ::spine::__private::pipeline::failed(#step_str, __spine_e)
+            )
+        }
+    };
+    match &s.flow {
+        Flow::Plain => quote!(let __spine_v = #call;),
+        Flow::Option => quote! {
+            let ::core::option::Option::Some(__spine_v) = #call else {
+                return ::core::result::Result::Ok(::std::vec::Vec::new());
+            };
+        },
+        Flow::Result(span) => {
+            let fail = fail(*span);
+            quote! {
+                let __spine_v = match #call {
+                    ::core::result::Result::Ok(v) => v,
+                    ::core::result::Result::Err(__spine_e) => { #fail }
+                };
+            }
+        }
+        Flow::ResultOption(span) => {
+            let fail = fail(*span);
+            quote! {
+                let __spine_v = match #call {
+                    ::core::result::Result::Ok(::core::option::Option::Some(v)) => v,
+                    ::core::result::Result::Ok(::core::option::Option::None) => {
+                        return ::core::result::Result::Ok(::std::vec::Vec::new());
+                    }
+                    ::core::result::Result::Err(__spine_e) => { #fail }
+                };
+            }
+        }
+    }
+}
+
+/// `#[publish]`: publishes the step's output and goes on. Spanned on the
+/// output type, so a type that cannot be published is reported there.
+fn publish_output(s: &Step, step_str: &str, publish: &Publish) -> TokenStream {
+    let (topic, event, out_ty) = (&publish.topic, &publish.event, &s.output);
+    quote_spanned! {out_ty.span()=>
+        ::spine::__private::pipeline::publish(&__spine_pipe, #step_str, #topic, #event, &__spine_v).await?;
+    }
+}
+
+/// The link from step `k` to the next: `fn(step k's output) -> next input`,
+/// with the output written where step k's return type is and the input type
+/// where the next step takes it, so that a mismatch is reported on both.
+/// Returns the function and its call.
+fn link(k: usize, s: &Step, next: &Step) -> (TokenStream, TokenStream) {
+    let (out_ty, next_in) = (&s.output, &next.input);
+    let link = format_ident!("__spine_link_{}", k);
+    let value = quote_spanned!(out_ty.span()=> __spine_out);
+    let link_fn = quote! {
+        #[doc(hidden)]
+        #[allow(dead_code, non_snake_case)]
+        fn #link(__spine_out: #out_ty) -> #next_in {
+            #value
+        }
+    };
+    (link_fn, quote!(let __spine_v = #link(__spine_v);))
+}
+
+/// How the last step ends the pipeline: nothing more after publishing, or
+/// its output as the handler's replies.
+fn end(s: &Step) -> TokenStream {
+    if s.publish.is_some() {
+        quote! {
+            let _ = __spine_v;
+            ::core::result::Result::Ok(::std::vec::Vec::new())
+        }
+    } else {
+        let out_ty = &s.output;
+        quote_spanned! {out_ty.span()=>
+            ::spine::__private::pipeline::end(__spine_v)
         }
     }
 }
