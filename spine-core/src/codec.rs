@@ -78,8 +78,14 @@ impl CodecError {
     }
 
     pub(crate) fn into_failure(self, kind: FailureKind) -> Failure {
+        self.into_failure_with(|message| Failure::new(kind, message))
+    }
+
+    /// The failure `make` builds from the message, with the codec's code and
+    /// dead-letter headers.
+    pub(crate) fn into_failure_with(self, make: impl FnOnce(String) -> Failure) -> Failure {
         match self {
-            CodecError::NotReady => Failure::new(kind, "codec not ready"),
+            CodecError::NotReady => make("codec not ready".into()),
             CodecError::Failed {
                 code,
                 message,
@@ -88,7 +94,7 @@ impl CodecError {
             } => Failure {
                 code: Some(code),
                 headers,
-                ..Failure::new(kind, message)
+                ..make(message)
             },
         }
     }
@@ -169,19 +175,8 @@ pub(crate) fn from_decoded<T: 'static>((value, decoder): DecodedPayload<'_>) -> 
         ));
     };
     let mut slot: Option<T> = None;
-    decoder(value, &mut slot).map_err(|e| match e {
-        CodecError::Failed {
-            code,
-            message,
-            headers,
-            ..
-        } => Failure {
-            code: Some(code),
-            headers,
-            ..decode_failure(type_name, message)
-        },
-        other => decode_failure(type_name, other),
-    })?;
+    decoder(value, &mut slot)
+        .map_err(|e| e.into_failure_with(|message| decode_failure(type_name, message)))?;
     slot.ok_or_else(|| {
         decode_failure(
             type_name,
