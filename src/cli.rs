@@ -255,9 +255,9 @@ fn print_routes(routes: &[RouteInfo]) {
             r.topic.clone(),
             r.event.clone().unwrap_or_else(|| "*".into()),
             r.display_name(),
-            r.payload.clone(),
+            r.handler.payload.to_owned(),
             r.codec.to_owned(),
-            r.location.clone(),
+            r.handler.location(),
         ]);
     }
     println!("{t}");
@@ -279,10 +279,12 @@ fn export(builder: Builder, dir: &std::path::Path) -> CliResult {
     let mut written = std::collections::BTreeSet::new();
     for r in &routes {
         let payload = r
+            .handler
             .reader_schema
             .as_ref()
-            .map(|s| (r.payload.as_str(), s, "payload"));
+            .map(|s| (r.handler.payload, s, "payload"));
         let replies = r
+            .handler
             .replies
             .iter()
             .filter_map(|(ty, s)| s.as_ref().map(|s| (*ty, s, "reply")));
@@ -300,7 +302,7 @@ fn export(builder: Builder, dir: &std::path::Path) -> CliResult {
             println!(
                 "{}  ({role} {ty} of {} on {})",
                 path.display(),
-                r.handler,
+                r.handler.name,
                 r.topic
             );
         }
@@ -337,7 +339,7 @@ async fn check(builder: Builder, registry: Option<String>) -> CliResult {
     let mut t = table(&["topic", "event", "handler", "subject", "version", "status"]);
     let mut failed = 0;
     for r in routes.iter().filter(|r| r.codec == "avro") {
-        let Some(reader) = &r.reader_schema else {
+        let Some(reader) = &r.handler.reader_schema else {
             continue;
         };
         let reader_schema = Schema::parse_str(reader)?;

@@ -43,8 +43,9 @@ pub use spine_kafka_core::{
 pub use spine_kafka_core::{
     codec, config, dev, headers, metrics, middleware, testing, App, Builder, Config, Context,
     EmitError, Error, Failure, FailureKind, FromRecord, Handler, HandlerDescriptor, HandlerError,
-    HandlerFuture, IntoReplies, Meta, PublishError, Publisher, Raw, Reply, RequestError, Scope,
-    Sent, SentKind, Shutdown, State, StatsHandle, StatsSnapshot, MAX_EXTRACTORS,
+    HandlerFuture, HandlerInfo, IntoReplies, Meta, PublishError, Publisher, Raw, Reply,
+    RequestError, Scope, Sent, SentKind, Shutdown, State, StatsHandle, StatsSnapshot,
+    MAX_EXTRACTORS,
 };
 pub use spine_kafka_macros::{on, pipeline};
 

@@ -14,13 +14,13 @@ pub fn document(config: &Config, routes: &[RouteInfo]) -> serde_json::Value {
     for r in routes.iter().filter(|r| r.subscribed) {
         let event = r.event.clone().unwrap_or_else(|| "any".into());
         let msg_id = format!("{}.{}", r.topic, event).replace(['/', '~'], "_");
-        let payload = match &r.reader_schema {
+        let payload = match &r.handler.reader_schema {
             Some(s) if r.codec == "avro" => json!({
                 "schemaFormat": "application/vnd.apache.avro+json;version=1.9.0",
                 "schema": serde_json::from_str::<Value>(s).unwrap_or(Value::Null),
             }),
             _ => {
-                json!({ "description": format!("JSON, decoded as the Rust type `{}`", r.payload) })
+                json!({ "description": format!("JSON, decoded as the Rust type `{}`", r.handler.payload) })
             }
         };
         let content_type = if r.codec == "avro" {
@@ -42,12 +42,12 @@ pub fn document(config: &Config, routes: &[RouteInfo]) -> serde_json::Value {
             .or_insert_with(|| json!({ "address": r.topic, "messages": {} }));
         channel["messages"][&event] = json!({ "$ref": format!("#/components/messages/{msg_id}") });
         operations.insert(
-            format!("{}_{}", r.handler, msg_id).replace('.', "_"),
+            format!("{}_{}", r.handler.name, msg_id).replace('.', "_"),
             json!({
                 "action": "receive",
                 "channel": { "$ref": format!("#/channels/{}", r.topic.replace('/', "~1")) },
                 "messages": [ { "$ref": format!("#/channels/{}/messages/{event}", r.topic.replace('/', "~1")) } ],
-                "summary": format!("handled by {} ({})", r.display_name(), r.location),
+                "summary": format!("handled by {} ({})", r.display_name(), r.handler.location()),
             }),
         );
     }

@@ -30,7 +30,9 @@ pub use aggregate::Aggregate;
 pub use app::{App, Builder, Spine, StatsHandle};
 pub use config::Config;
 pub use dispatch::extract::{Context, EmitError, FromRecord, Meta, Raw, Scope, State};
-pub use dispatch::handler::{Handler, HandlerDescriptor, HandlerFuture, MAX_EXTRACTORS};
+pub use dispatch::handler::{
+    Handler, HandlerDescriptor, HandlerFuture, HandlerInfo, MAX_EXTRACTORS,
+};
 pub use dispatch::request::{self, RequestError};
 pub use dispatch::routing::RouteInfo;
 pub use dispatch::StatsSnapshot;

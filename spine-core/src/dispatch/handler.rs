@@ -121,25 +121,15 @@ where
     }
 }
 
-/// What `#[on]` knows about a handler. Built by the macro; read it to list routes.
+/// A handler and everything known about it: what `#[on]` or `#[pipeline]`
+/// wrote ([`HandlerInfo`], which the descriptor derefs to: `d.name`,
+/// `d.topic`, ...), its payload type's schema and decoder, and its declared
+/// replies. The one description of a handler: routing, `App::routes()`, the
+/// `routes` command, AsyncAPI and `schemas export` all read it.
 #[derive(Clone)]
 pub struct HandlerDescriptor {
-    /// The function's name.
-    pub name: &'static str,
-    /// The topic it listens to, or `None` for every subscribed topic.
-    pub topic: Option<&'static str>,
-    /// The event it handles, or `None` for every event of its topic.
-    pub event: Option<&'static str>,
-    /// The payload type, as written in the signature.
-    pub payload: &'static str,
-    /// Source file of the function.
-    pub file: &'static str,
-    /// Line of the function.
-    pub line: u32,
-    /// Whether it may share its (topic, event) key with other fan-out handlers.
-    pub fan_out: bool,
-    /// The codec it declares (`codec = "avro"`), if any.
-    pub codec: Option<&'static str>,
+    /// What the macro wrote.
+    pub info: HandlerInfo,
     /// The Avro schema of its payload type, when the type derives `AvroSchema`.
     pub reader_schema: Option<String>,
     /// Converts a codec's decoded value into the payload type.
@@ -149,6 +139,14 @@ pub struct HandlerDescriptor {
     pub(crate) handler: Arc<dyn ErasedHandler>,
     /// Set when this handler is a `#[pipeline]`.
     pub(crate) pipeline: Option<Arc<crate::dispatch::pipeline::PipelineState>>,
+}
+
+impl std::ops::Deref for HandlerDescriptor {
+    type Target = HandlerInfo;
+
+    fn deref(&self) -> &HandlerInfo {
+        &self.info
+    }
 }
 
 impl std::fmt::Debug for HandlerDescriptor {
@@ -164,19 +162,28 @@ impl std::fmt::Debug for HandlerDescriptor {
     }
 }
 
-/// The static part of a descriptor, written by `#[on]`.
-#[doc(hidden)]
+/// What `#[on]` (or `#[pipeline]`) writes about a handler, as constants.
 #[derive(Debug, Clone, Copy)]
 pub struct HandlerInfo {
+    /// The function's (or pipeline module's) name.
     pub name: &'static str,
+    /// The topic it listens to, or `None` for every subscribed topic.
     pub topic: Option<&'static str>,
+    /// The event it handles, or `None` for every event of its topic.
     pub event: Option<&'static str>,
+    /// The payload type, as written in the signature.
     pub payload: &'static str,
+    /// Source file of the function.
     pub file: &'static str,
+    /// Line of the function.
     pub line: u32,
+    /// Whether it may share its (topic, event) key with other fan-out handlers.
     pub fan_out: bool,
+    /// The codec it declares (`codec = "avro"`), if any.
     pub codec: Option<&'static str>,
 }
+
+impl HandlerInfo {}
 
 impl HandlerDescriptor {
     /// Pairs a handler function with what `#[on]` says about it.
@@ -187,14 +194,7 @@ impl HandlerDescriptor {
         Args: 'static,
     {
         HandlerDescriptor {
-            name: info.name,
-            topic: info.topic,
-            event: info.event,
-            payload: info.payload,
-            file: info.file,
-            line: info.line,
-            fan_out: info.fan_out,
-            codec: info.codec,
+            info,
             reader_schema: None,
             value_decoder: None,
             replies: Vec::new(),

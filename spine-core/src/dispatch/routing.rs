@@ -125,7 +125,10 @@ pub(crate) struct InternalTopic {
     pub(crate) dead_letter_topic: String,
 }
 
-/// One row of the dispatch table, as `Builder::describe` lists it.
+/// One row of the dispatch table: a handler's descriptor where routing put
+/// it (a topic-less handler appears once per subscribed topic), as
+/// `App::routes()`, `Builder::describe`, the `routes` command and AsyncAPI
+/// list it.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RouteInfo {
@@ -135,29 +138,20 @@ pub struct RouteInfo {
     pub subscribed: bool,
     /// The event, or `None` for every event of the topic.
     pub event: Option<String>,
-    /// The handler's or pipeline's name.
-    pub handler: String,
-    /// A pipeline's steps, in order; empty for a handler.
-    pub steps: Vec<&'static str>,
-    /// The payload type, as written.
-    pub payload: String,
     /// The topic's codec: `json` or `avro`.
     pub codec: &'static str,
-    /// `file:line` of the handler.
-    pub location: String,
-    /// The payload type's Avro schema, when it has one.
-    pub reader_schema: Option<String>,
-    /// The declared reply types (`replies(...)`) with their Avro schemas.
-    pub replies: Vec<(&'static str, Option<String>)>,
+    /// The handler: name, payload type, location, schemas, declared replies.
+    pub handler: HandlerDescriptor,
 }
 
 impl RouteInfo {
     /// The handler's name, or for a pipeline its name and steps.
     pub fn display_name(&self) -> String {
-        if self.steps.is_empty() {
-            self.handler.clone()
+        let steps = self.handler.steps();
+        if steps.is_empty() {
+            self.handler.name.to_owned()
         } else {
-            format!("{} (pipeline: {})", self.handler, self.steps.join(" → "))
+            format!("{} (pipeline: {})", self.handler.name, steps.join(" → "))
         }
     }
 }
@@ -242,13 +236,8 @@ impl DispatchTable {
                         topic: t.topic.to_string(),
                         subscribed: t.subscribed,
                         event: event.map(|e| e.to_string()),
-                        handler: h.name.to_owned(),
-                        steps: h.steps().to_vec(),
-                        payload: h.payload.to_owned(),
                         codec: t.codec.as_ref().map_or("json", |c| c.name()),
-                        location: h.location(),
-                        reader_schema: h.reader_schema.clone(),
-                        replies: h.replies.clone(),
+                        handler: h.clone(),
                     });
                 }
             }
