@@ -99,11 +99,6 @@ impl std::fmt::Debug for Aggregate {
     }
 }
 
-/// Names live as long as the app's dispatch table; an app declares a handful.
-fn leak(s: &str) -> &'static str {
-    Box::leak(s.to_owned().into_boxed_str())
-}
-
 impl Aggregate {
     /// An aggregation named `name` (its metrics, logs and `[aggregations.<name>]`).
     /// Defaults: timeout 60 s, 10,000 open aggregates, dead-letter topic
@@ -145,9 +140,9 @@ impl Aggregate {
         let descriptor = HandlerDescriptor::new(
             handler,
             HandlerInfo {
-                name: leak(&format!("aggregate {} (part {name})", self.name)),
-                topic: Some(leak(topic)),
-                event: Some(leak(event)),
+                name: format!("aggregate {} (part {name})", self.name).into(),
+                topic: Some(topic.to_owned().into()),
+                event: Some(event.to_owned().into()),
                 payload: std::any::type_name::<T>(),
                 file: "<aggregate>",
                 line: 0,
@@ -267,7 +262,7 @@ impl Aggregate {
         for h in &self.handlers {
             if h.topic.is_some() || h.event.is_some() {
                 return Err(Error::Schema {
-                    handler: h.name,
+                    handler: h.name.clone(),
                     location: h.location(),
                     reason: format!(
                         "it handles aggregation `{name}`: declare it with `#[on]` (or `#[pipeline]`) \

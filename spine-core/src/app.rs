@@ -189,7 +189,7 @@ impl Builder {
             }
             if let Some(state) = h.handler.missing_state(&self.states) {
                 return Err(Error::MissingState {
-                    handler: h.name,
+                    handler: h.name.clone(),
                     location: h.location(),
                     state,
                 });

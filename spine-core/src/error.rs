@@ -2,6 +2,7 @@
 //! ([`HandlerError`]), and how a failed message is classified on its way to the
 //! dead-letter topic ([`FailureKind`]).
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Everything that can stop an app from starting or running.
@@ -30,11 +31,11 @@ pub enum Error {
         /// The contested key, e.g. `topic "orders", event "order.placed"`.
         key: String,
         /// The first handler's function name.
-        first: &'static str,
+        first: Cow<'static, str>,
         /// Where the first handler is defined (`file:line`).
         first_location: String,
         /// The second handler's function name.
-        second: &'static str,
+        second: Cow<'static, str>,
         /// Where the second handler is defined (`file:line`).
         second_location: String,
     },
@@ -45,7 +46,7 @@ pub enum Error {
     )]
     MissingState {
         /// The handler's function name.
-        handler: &'static str,
+        handler: Cow<'static, str>,
         /// Where it is defined (`file:line`).
         location: String,
         /// The missing state type.
@@ -55,7 +56,7 @@ pub enum Error {
     #[error("handler `{handler}` at {location}: {reason}")]
     Schema {
         /// The handler's function name.
-        handler: &'static str,
+        handler: Cow<'static, str>,
         /// Where it is defined.
         location: String,
         /// What is wrong.

@@ -34,7 +34,7 @@ pub struct MessageInfo<'a> {
     /// Event name, if the message has one.
     pub event: Option<&'a str>,
     /// The handler it was routed to (the first one, with fan-out), if any.
-    pub handler: Option<&'static str>,
+    pub handler: Option<&'a str>,
 }
 
 /// What became of a message (or of one attempt, for [`Outcome::Retrying`]).

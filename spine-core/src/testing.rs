@@ -11,8 +11,8 @@
 //! async fn ping(p: Ping) -> Reply {
 //!     Reply::to("pongs", "pong", serde_json::json!({ "n": p.n + 1 }))
 //! }
-//! # let descriptor = HandlerDescriptor::new(ping, HandlerInfo { name: "ping", topic: Some("pings"),
-//! #     event: Some("ping"), payload: "Ping", file: file!(), line: line!(), fan_out: false, codec: None });
+//! # let descriptor = HandlerDescriptor::new(ping, HandlerInfo { name: "ping".into(),
+//! #     topic: Some("pings".into()), event: Some("ping".into()), payload: "Ping", file: file!(), line: line!(), fan_out: false, codec: None });
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! // With the `spine` crate: `Spine::builder().handlers(spine::handlers![ping])`
 //! let app = TestApp::new(Spine::builder().handlers([descriptor])).unwrap();

@@ -11,8 +11,8 @@ use crate::on::parse::OnArgs;
 /// payload is `payload`; its location is the name's.
 pub(crate) fn handler_info(name: &syn::Ident, args: &OnArgs, payload: &syn::Type) -> TokenStream {
     let name_str = name.to_string();
-    let topic = opt_str(&args.topic);
-    let event = opt_str(&args.event);
+    let topic = opt_cow(&args.topic);
+    let event = opt_cow(&args.event);
     let codec = opt_str(&args.codec);
     let fan_out = args.fan_out;
     let payload_str = type_name(payload);
@@ -22,7 +22,7 @@ pub(crate) fn handler_info(name: &syn::Ident, args: &OnArgs, payload: &syn::Type
     };
     quote! {
         ::spine::__private::HandlerInfo {
-            name: #name_str,
+            name: ::std::borrow::Cow::Borrowed(#name_str),
             topic: #topic,
             event: #event,
             payload: #payload_str,
@@ -81,6 +81,14 @@ pub(crate) fn reply_glue(replies: &[syn::Type]) -> TokenStream {
 pub(crate) fn opt_str(lit: &Option<syn::LitStr>) -> TokenStream {
     match lit {
         Some(l) => quote!(::core::option::Option::Some(#l)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// `Some(Cow::Borrowed("..."))` or `None`.
+fn opt_cow(lit: &Option<syn::LitStr>) -> TokenStream {
+    match lit {
+        Some(l) => quote!(::core::option::Option::Some(::std::borrow::Cow::Borrowed(#l))),
         None => quote!(::core::option::Option::None),
     }
 }

@@ -173,8 +173,9 @@ async fn declaration_mistakes_fail_at_startup() {
             .aggregate(paid()),
     ) {
         Err(Error::DuplicateRoute { first, second, .. }) => {
-            assert!([first, second].contains(&"accept"));
-            assert!([first, second].contains(&"aggregate order_paid (part order)"));
+            let names = [&*first, &*second];
+            assert!(names.contains(&"accept"));
+            assert!(names.contains(&"aggregate order_paid (part order)"));
         }
         Err(other) => panic!("expected a duplicate route, got {other}"),
         Ok(_) => panic!("expected a duplicate route"),

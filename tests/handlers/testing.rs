@@ -222,7 +222,7 @@ async fn two_handlers_for_one_key_fail_startup_naming_both() {
     else {
         panic!("expected DuplicateRoute, got {err:?}");
     };
-    assert_eq!((*first, *second), ("specific", "specific_again"));
+    assert_eq!((&**first, &**second), ("specific", "specific_again"));
     assert!(
         first_location.starts_with("tests/handlers/testing.rs:"),
         "{first_location}"

@@ -33,8 +33,8 @@ pub(super) fn dead_letter_record(
     for (k, v) in &f.failure.headers {
         add(k, v.as_str().into());
     }
-    if let Some(h) = f.handler {
-        add(dead_letter::HANDLER, h.into());
+    if let Some(h) = &f.handler {
+        add(dead_letter::HANDLER, h.as_ref().into());
     }
     if let Some(e) = event {
         add(dead_letter::EVENT, e.into());

@@ -5,6 +5,7 @@
 //! The typing lives here, in trait impls generated for each arity, as in axum:
 //! the macro only names the function, it writes no dispatch logic.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -162,15 +163,17 @@ impl std::fmt::Debug for HandlerDescriptor {
     }
 }
 
-/// What `#[on]` (or `#[pipeline]`) writes about a handler, as constants.
-#[derive(Debug, Clone, Copy)]
+/// What `#[on]` (or `#[pipeline]`) writes about a handler. The macro writes
+/// constants (`Cow::Borrowed`); handlers built at run time, such as an
+/// aggregation's parts, own their names.
+#[derive(Debug, Clone)]
 pub struct HandlerInfo {
     /// The function's (or pipeline module's) name.
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     /// The topic it listens to, or `None` for every subscribed topic.
-    pub topic: Option<&'static str>,
+    pub topic: Option<Cow<'static, str>>,
     /// The event it handles, or `None` for every event of its topic.
-    pub event: Option<&'static str>,
+    pub event: Option<Cow<'static, str>>,
     /// The payload type, as written in the signature.
     pub payload: &'static str,
     /// Source file of the function.
@@ -182,8 +185,6 @@ pub struct HandlerInfo {
     /// The codec it declares (`codec = "avro"`), if any.
     pub codec: Option<&'static str>,
 }
-
-impl HandlerInfo {}
 
 impl HandlerDescriptor {
     /// Pairs a handler function with what `#[on]` says about it.
@@ -233,7 +234,7 @@ impl HandlerDescriptor {
     pub(crate) fn display_name(&self) -> String {
         match &self.pipeline {
             Some(p) => p.describe(),
-            None => self.name.to_owned(),
+            None => self.name.to_string(),
         }
     }
 

@@ -66,7 +66,7 @@ impl Shared {
     fn info<'a>(
         rec: &Record<'a>,
         event: Option<&'a str>,
-        handler: Option<&'static str>,
+        handler: Option<&'a str>,
     ) -> MessageInfo<'a> {
         MessageInfo {
             topic: rec.topic,
@@ -90,7 +90,7 @@ impl Shared {
         if self.middleware.is_empty() {
             return;
         }
-        let handler = route.and_then(|r| r.handlers.first()).map(|h| h.name);
+        let handler = route.and_then(|r| r.handlers.first()).map(|h| &*h.name);
         let event = topic.event_or(rec, event);
         let info = Self::info(rec, event.as_deref(), handler);
         for mw in &self.middleware {
@@ -123,11 +123,11 @@ impl Shared {
             self.stats.retried();
             topic.metrics.retried.increment(1);
             tracing::warn!(
-                handler = handler.name, attempt, error = %failure.message,
+                handler = &*handler.name, attempt, error = %failure.message,
                 delay_ms = delay.as_millis() as u64, "handler failed; retrying"
             );
             if !self.middleware.is_empty() {
-                let info = Self::info(rec, event, Some(handler.name));
+                let info = Self::info(rec, event, Some(&handler.name));
                 self.after(
                     &info,
                     &Outcome::Retrying {
@@ -210,7 +210,7 @@ impl Shared {
                             let failure = e.into_failure(FailureKind::Decode);
                             self.failed_attempt(&rec, topic, event, h, &failure, 1);
                             out.failures.push(HandlerFailure {
-                                handler: Some(h.name),
+                                handler: Some(h.name.clone()),
                                 failure,
                                 attempts: 1,
                             });
@@ -267,7 +267,7 @@ impl Shared {
                             continue;
                         }
                         out.failures.push(HandlerFailure {
-                            handler: Some(h.name),
+                            handler: Some(h.name.clone()),
                             failure,
                             attempts: attempt,
                         });
@@ -502,7 +502,7 @@ impl Shared {
                 partition = rec.partition,
                 offset = rec.offset,
                 event,
-                handler = f.handler,
+                handler = f.handler.as_deref(),
                 kind = f.failure.kind.as_str(),
                 attempts = f.attempts,
                 error = %f.failure.message,
@@ -523,7 +523,7 @@ impl Shared {
             }
             if !self.middleware.is_empty() {
                 self.after(
-                    &Self::info(rec, event, f.handler),
+                    &Self::info(rec, event, f.handler.as_deref()),
                     &Outcome::DeadLettered {
                         kind: f.failure.kind,
                         error: &f.failure.message,
@@ -638,7 +638,7 @@ pub(crate) fn message_span(
     span.record("event", topic.event_or(rec, event).as_deref());
     if let Some(route) = route {
         match route.single() {
-            Some(h) => span.record("handler", h.name),
+            Some(h) => span.record("handler", &*h.name),
             None => span.record("handler", route.names().as_str()),
         };
     }

@@ -1,6 +1,7 @@
 //! What handling one message produced ([`MessageOutcome`]: replies, failures,
 //! emitted events) and how the slow path resumes a message ([`Resume`]).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::dispatch::extract::EmitLog;
@@ -30,7 +31,7 @@ pub(crate) enum Resume {
 
 /// A handler's failure that ends the message.
 pub(super) struct HandlerFailure {
-    pub(super) handler: Option<&'static str>,
+    pub(super) handler: Option<Cow<'static, str>>,
     pub(super) failure: Failure,
     pub(super) attempts: u32,
 }
@@ -51,7 +52,7 @@ impl MessageOutcome {
     }
 
     /// A message that failed before any handler ran.
-    pub(crate) fn failed(handler: Option<&'static str>, failure: Failure) -> Self {
+    pub(crate) fn failed(handler: Option<Cow<'static, str>>, failure: Failure) -> Self {
         MessageOutcome {
             failures: vec![HandlerFailure {
                 handler,
@@ -73,7 +74,7 @@ impl MessageOutcome {
         match result {
             Ok(replies) => out.replies = replies,
             Err(failure) => out.failures.push(HandlerFailure {
-                handler: Some(handler.name),
+                handler: Some(handler.name.clone()),
                 failure,
                 attempts: 1,
             }),

@@ -149,7 +149,7 @@ impl RouteInfo {
     pub fn display_name(&self) -> String {
         let steps = self.handler.steps();
         if steps.is_empty() {
-            self.handler.name.to_owned()
+            self.handler.name.to_string()
         } else {
             format!("{} (pipeline: {})", self.handler.name, steps.join(" → "))
         }
@@ -162,10 +162,10 @@ pub(crate) struct DispatchTable {
     index: FastMap<Box<str>, usize>,
 }
 
-type Key = (Option<&'static str>, Option<&'static str>);
+type Key = (Option<Cow<'static, str>>, Option<Cow<'static, str>>);
 type Groups = BTreeMap<Key, Vec<HandlerDescriptor>>;
 
-fn describe_key((topic, event): Key) -> String {
+fn describe_key((topic, event): &Key) -> String {
     match (topic, event) {
         (Some(t), Some(e)) => format!("topic \"{t}\", event \"{e}\""),
         (None, Some(e)) => format!("event \"{e}\" on any topic"),
@@ -252,7 +252,7 @@ fn group_by_key(handlers: &[HandlerDescriptor]) -> Result<Groups, Error> {
     let mut groups: Groups = BTreeMap::new();
     for h in handlers {
         groups
-            .entry((h.topic, h.event))
+            .entry((h.topic.clone(), h.event.clone()))
             .or_default()
             .push(h.clone());
     }
@@ -267,7 +267,7 @@ fn group_by_key(handlers: &[HandlerDescriptor]) -> Result<Groups, Error> {
             } else {
                 (&group[0], &group[pos])
             };
-            return Err(duplicate(describe_key(*key), a, b));
+            return Err(duplicate(describe_key(key), a, b));
         }
     }
     Ok(groups)
@@ -276,9 +276,9 @@ fn group_by_key(handlers: &[HandlerDescriptor]) -> Result<Groups, Error> {
 fn duplicate(key: String, a: &HandlerDescriptor, b: &HandlerDescriptor) -> Error {
     Error::DuplicateRoute {
         key,
-        first: a.name,
+        first: a.name.clone(),
         first_location: a.location(),
-        second: b.name,
+        second: b.name.clone(),
         second_location: b.location(),
     }
 }
@@ -290,7 +290,7 @@ fn refuse_topicless_codecs(handlers: &[HandlerDescriptor]) -> Result<(), Error> 
         .find(|h| h.topic.is_none() && h.codec.is_some_and(|c| c != "json"))
     {
         Some(h) => Err(Error::Schema {
-            handler: h.name,
+            handler: h.name.clone(),
             location: h.location(),
             reason: "`codec` on a handler applies to its topic: add `topic = \"...\"`, or mark \
                      the topics in spine.toml with `[topics.<name>] codec = \"avro\"`"
@@ -306,7 +306,12 @@ fn subscribed_topics(
     config: &Config,
 ) -> Result<BTreeSet<String>, Error> {
     let mut topics: BTreeSet<String> = config.app.topics.iter().cloned().collect();
-    topics.extend(handlers.iter().filter_map(|h| h.topic).map(str::to_owned));
+    topics.extend(
+        handlers
+            .iter()
+            .filter_map(|h| h.topic.as_deref())
+            .map(str::to_owned),
+    );
     if topics.is_empty() {
         return Err(Error::NoTopics);
     }
@@ -331,19 +336,19 @@ fn topic_routes(
     let mut by_event = FastMap::default();
     for ((t, e), g) in groups {
         if let (None, Some(e)) = (t, e) {
-            by_event.insert(Box::<str>::from(*e), route(g, &codec)?);
+            by_event.insert(Box::<str>::from(&**e), route(g, &codec)?);
         }
     }
     for ((t, e), g) in groups {
         if let (Some(t), Some(e)) = (t, e) {
             if *t == topic {
-                by_event.insert(Box::<str>::from(*e), route(g, &codec)?);
+                by_event.insert(Box::<str>::from(&**e), route(g, &codec)?);
             }
         }
     }
     let topic_wide = groups
         .iter()
-        .find(|((t, e), _)| *t == Some(topic.as_str()) && e.is_none())
+        .find(|((t, e), _)| t.as_deref() == Some(topic.as_str()) && e.is_none())
         .map(|(_, g)| g);
     let any = match topic_wide.or_else(|| groups.get(&(None, None))) {
         Some(g) => Some(route(g, &codec)?),
@@ -398,7 +403,7 @@ fn route(g: &[HandlerDescriptor], codec: &Option<Arc<dyn PayloadCodec>>) -> Resu
             .map(|h| {
                 if h.value_decoder.is_none() {
                     return Err(Error::Schema {
-                        handler: h.name,
+                        handler: h.name.clone(),
                         location: h.location(),
                         reason: format!(
                             "topic uses the `{}` codec, but the handler has no value decoder; \
@@ -409,7 +414,7 @@ fn route(g: &[HandlerDescriptor], codec: &Option<Arc<dyn PayloadCodec>>) -> Resu
                 }
                 c.reader(h.reader_schema.as_deref())
                     .map_err(|e| Error::Schema {
-                        handler: h.name,
+                        handler: h.name.clone(),
                         location: h.location(),
                         reason: e.to_string(),
                     })
@@ -432,7 +437,7 @@ fn topic_codec(
 ) -> Result<Option<Arc<dyn PayloadCodec>>, Error> {
     let from_handler = handlers
         .iter()
-        .find(|h| h.topic == Some(topic) && h.codec.is_some_and(|c| c != "json"));
+        .find(|h| h.topic.as_deref() == Some(topic) && h.codec.is_some_and(|c| c != "json"));
     let name = match (config.codec(topic), from_handler) {
         (Some(c), Some(h)) if Some(c) != h.codec => {
             return Err(Error::config(
