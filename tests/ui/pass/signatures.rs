@@ -81,7 +81,7 @@ fn main() {
     ];
     assert_eq!(handlers.len(), 11);
     assert_eq!(handlers[1].payload, "Order");
-    assert_eq!(handlers[1].topic, Some("orders"));
+    assert_eq!(handlers[1].topic.as_deref(), Some("orders"));
     assert_eq!(handlers[6].event, None);
     assert!(handlers[8].fan_out);
     let [declared] = spine::handlers![declares_replies];
