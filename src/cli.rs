@@ -352,12 +352,12 @@ async fn check(builder: Builder, registry: Option<String>) -> CliResult {
             Ok(latest) => match Schema::parse_str(&latest.schema) {
                 Ok(writer) => match compat::can_read(&writer, &reader_schema) {
                     Ok(()) => (latest.version.to_string(), "ok: can read".to_owned()),
-                    Err((rule, field)) => {
+                    Err(e) => {
                         failed += 1;
-                        let field = field.map(|f| format!(" (field `{f}`)")).unwrap_or_default();
+                        let field = e.field.as_ref().map(|f| format!(" (field `{f}`)"));
                         (
                             latest.version.to_string(),
-                            format!("cannot read{field}: {rule}"),
+                            format!("cannot read{}: {e}", field.unwrap_or_default()),
                         )
                     }
                 },

@@ -57,7 +57,61 @@ struct Encoder {
 }
 
 /// The resolving reader of a (writer, reader) pair, or why there is none.
-type Resolution = Result<Arc<GenericDatumReader<'static>>, AvroError>;
+type Resolution = Result<Arc<Resolved>, AvroError>;
+
+/// A (writer, reader) pair that resolves: its resolving reader, and the writer
+/// union branches and enum symbols the reader lacks. Those fail only the
+/// records that carry them, as the Avro specification has it.
+struct Resolved {
+    reader: GenericDatumReader<'static>,
+    writer: &'static Schema,
+    gaps: Vec<compat::Incompatibility>,
+    schema_id: u32,
+    writer_fingerprint: String,
+    reader_fingerprint: String,
+}
+
+impl Resolved {
+    /// Reads one record from `body`, leaving what follows it.
+    fn read(&self, body: &mut &[u8]) -> Result<Value, AvroError> {
+        let whole = *body;
+        self.reader
+            .read_value(body)
+            .map_err(|e| self.read_error(whole, e.to_string()))
+    }
+
+    /// A record that does not read: `Incompatible`, naming the gaps, when it
+    /// decodes with its writer schema alone (so it carries a branch or symbol
+    /// the reader lacks); `Corrupt` otherwise.
+    #[cold]
+    fn read_error(&self, mut body: &[u8], reason: String) -> AvroError {
+        let writes = !self.gaps.is_empty()
+            && GenericDatumReader::builder(self.writer)
+                .build()
+                .is_ok_and(|r| r.read_value(&mut body).is_ok());
+        if !writes {
+            return AvroError::Corrupt {
+                schema_id: self.schema_id,
+                reason,
+            };
+        }
+        let gaps: Vec<String> = self.gaps.iter().map(|g| g.to_string()).collect();
+        let field = match &self.gaps[..] {
+            [one] => one.field.clone(),
+            _ => None,
+        };
+        AvroError::Incompatible {
+            schema_id: self.schema_id,
+            writer_fingerprint: self.writer_fingerprint.clone(),
+            reader_fingerprint: self.reader_fingerprint.clone(),
+            field,
+            reason: format!(
+                "this record carries a value the handler's schema lacks ({}; {reason})",
+                gaps.join("; ")
+            ),
+        }
+    }
+}
 
 /// (subject, the value type's own schema if the caller gave it).
 type EncoderKey = (String, Option<String>);
@@ -415,12 +469,7 @@ impl AvroCodec {
                 v
             }
         }?;
-        let value = datum_reader
-            .read_value(&mut body)
-            .map_err(|e| AvroError::Corrupt {
-                schema_id: id,
-                reason: e.to_string(),
-            })?;
+        let value = datum_reader.read(&mut body)?;
         let mut rest = [0u8; 1];
         if body.read(&mut rest).unwrap_or(0) > 0 {
             return Err(AvroError::Corrupt {
@@ -433,36 +482,43 @@ impl AvroCodec {
 }
 
 impl AvroCodec {
-    /// Checks the resolution rules once per (writer, reader) pair, naming the
-    /// field at fault, and builds the resolving reader.
+    /// Resolves a (writer, reader) pair once, by the rules of
+    /// [`compat::resolve`]: an error names the rule and the field; gaps (writer
+    /// union branches or enum symbols the reader lacks) fail only the records
+    /// that carry them.
     fn resolving_reader(
         &self,
         id: u32,
         writer: &Writer,
         reader: &ReaderSchema,
-    ) -> Result<Arc<GenericDatumReader<'static>>, AvroError> {
-        if let Some(r) = reader.schema {
-            compat::can_read(writer.schema, r).map_err(|(reason, field)| {
-                AvroError::Incompatible {
-                    schema_id: id,
-                    writer_fingerprint: writer.fingerprint.clone(),
-                    reader_fingerprint: reader.fingerprint.clone(),
-                    field,
-                    reason,
-                }
-            })?;
-        }
-        GenericDatumReader::builder(writer.schema)
+    ) -> Result<Arc<Resolved>, AvroError> {
+        let incompatible = |field: Option<String>, reason: String| AvroError::Incompatible {
+            schema_id: id,
+            writer_fingerprint: writer.fingerprint.clone(),
+            reader_fingerprint: reader.fingerprint.clone(),
+            field,
+            reason,
+        };
+        let gaps = match reader.schema {
+            None => Vec::new(),
+            Some(r) => match compat::resolve(writer.schema, r) {
+                Ok(compat::Resolution::Full) => Vec::new(),
+                Ok(compat::Resolution::Partial(gaps)) => gaps,
+                Err(e) => return Err(incompatible(e.field.clone(), e.to_string())),
+            },
+        };
+        let datum_reader = GenericDatumReader::builder(writer.schema)
             .maybe_reader_schema(reader.schema)
             .build()
-            .map(Arc::new)
-            .map_err(|e| AvroError::Incompatible {
-                schema_id: id,
-                writer_fingerprint: writer.fingerprint.clone(),
-                reader_fingerprint: reader.fingerprint.clone(),
-                field: None,
-                reason: e.to_string(),
-            })
+            .map_err(|e| incompatible(None, e.to_string()))?;
+        Ok(Arc::new(Resolved {
+            reader: datum_reader,
+            writer: writer.schema,
+            gaps,
+            schema_id: id,
+            writer_fingerprint: writer.fingerprint.clone(),
+            reader_fingerprint: reader.fingerprint.clone(),
+        }))
     }
 }
 
@@ -604,14 +660,7 @@ impl PayloadCodec for AvroCodec {
         let value = {
             let resolutions = self.resolutions.read();
             match resolutions.get(&key) {
-                Some(Ok(datum_reader)) => {
-                    Some(datum_reader.read_value(&mut body).map_err(|e| {
-                        failed(AvroError::Corrupt {
-                            schema_id: id,
-                            reason: e.to_string(),
-                        })
-                    })?)
-                }
+                Some(Ok(resolved)) => Some(resolved.read(&mut body).map_err(failed)?),
                 _ => None,
             }
         };

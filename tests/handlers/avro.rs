@@ -233,6 +233,102 @@ async fn writer_schemas_resolve_to_the_reader_type() {
     );
 }
 
+/// The reader of a shipment: its weight is `["null", "long"]`.
+#[derive(Debug, Deserialize, AvroSchema)]
+#[avro(namespace = "shop")]
+struct Shipment {
+    id: String,
+    weight: Option<i64>,
+}
+
+#[on(event = "shipment.weighed", topic = "legacy")]
+async fn weighed(s: Shipment) -> Reply {
+    Reply::to(
+        "weights",
+        "weight",
+        serde_json::json!({ "id": s.id, "weight": s.weight }),
+    )
+}
+
+#[tokio::test]
+async fn a_writer_union_branch_the_reader_lacks_fails_only_the_records_that_carry_it() {
+    let (reg, client) = registry().await;
+    let mut cfg = config(&reg.url());
+    cfg.topics.insert(
+        "legacy".into(),
+        spine::config::TopicConfig {
+            codec: Some("avro".into()),
+            ..Default::default()
+        },
+    );
+    let (app, _) = app(cfg, spine::handlers![weighed]);
+    // The writer's weight may also be a string, a branch the reader lacks.
+    let writer = apache_avro::Schema::parse_str(
+        r#"{"type":"record","name":"Shipment","namespace":"shop","fields":[
+            {"name":"id","type":"string"},{"name":"weight","type":["null","long","string"]}]}"#,
+    )
+    .unwrap();
+    client
+        .set_compatibility(Some("shipments-value"), CompatibilityLevel::None)
+        .await
+        .unwrap();
+    let id = client
+        .register("shipments-value", &writer.canonical_form())
+        .await
+        .unwrap();
+    use apache_avro::types::Value;
+    let frame = |shipment: &str, branch: u32, weight: Value| {
+        let record = Value::Record(vec![
+            ("id".into(), Value::String(shipment.into())),
+            ("weight".into(), Value::Union(branch, Box::new(weight))),
+        ]);
+        let mut bytes = vec![0];
+        bytes.extend_from_slice(&id.to_be_bytes());
+        let datum = apache_avro::writer::datum::GenericDatumWriter::builder(&writer)
+            .build()
+            .unwrap()
+            .write_value_to_vec(record)
+            .unwrap();
+        bytes.extend(datum);
+        TestMessage::raw("legacy", bytes).header(headers::CE_TYPE, "shipment.weighed")
+    };
+    let mut seen = Vec::new();
+    for m in [
+        frame("s-null", 0, Value::Null),
+        frame("s-long", 1, Value::Long(12)),
+    ] {
+        let out = app.send_message(m).await;
+        assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+        seen.push(out.replies[0].json::<serde_json::Value>().unwrap());
+    }
+    assert_eq!(
+        seen,
+        [
+            serde_json::json!({"id": "s-null", "weight": null}),
+            serde_json::json!({"id": "s-long", "weight": 12}),
+        ],
+        "records on the branches both schemas have are read"
+    );
+    let out = app
+        .send_message(frame("s-string", 2, Value::String("heavy".into())))
+        .await;
+    assert!(out.replies.is_empty());
+    let d = &out.dead_letters[0];
+    assert_eq!(d.header(dlq::ERROR_CODE), Some("avro.incompatible"));
+    assert_eq!(d.header("spine.dlq.avro.field"), Some("weight"));
+    let message = d.header(dlq::ERROR_MESSAGE).unwrap();
+    assert!(
+        message.contains("missing union branch") && message.contains("`string`"),
+        "names the branch: {message}"
+    );
+    // And after it, the other branches still read.
+    let out = app.send_message(frame("s-after", 1, Value::Long(3))).await;
+    assert_eq!(
+        out.replies[0].json::<serde_json::Value>().unwrap()["id"],
+        "s-after"
+    );
+}
+
 /// A writer whose amount is a string: no resolution rule makes it a long.
 #[derive(Serialize, AvroSchema)]
 #[avro(namespace = "shop")]
