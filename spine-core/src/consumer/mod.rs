@@ -394,18 +394,12 @@ impl Loop<'_> {
     }
 
     /// Handles one message; `shared` is the loop's own handle, passed in so
-    /// that a message costs no reference-count traffic.
+    /// that a message costs no reference-count traffic. The steps: accept the
+    /// offset, route, queue behind a busy key, else run the handler inline and
+    /// hand what did not finish on its first poll to the slow path.
     fn on_message(&mut self, shared: &Arc<Shared>, msg: &BorrowedMessage<'_>) {
         let slot = self.slot_for(msg);
-        let offset = msg.offset();
-        if !self.slots[slot].tracker.accept(offset) {
-            metrics::counter!(m::REFETCHED).increment(1);
-            tracing::debug!(
-                topic = msg.topic(),
-                partition = msg.partition(),
-                offset,
-                "offset delivered again in the same assignment; the first copy is handled, dropping this one"
-            );
+        if !self.accept(slot, msg) {
             return;
         }
         shared.stats.consumed();
@@ -414,7 +408,7 @@ impl Loop<'_> {
                 topic = msg.topic(),
                 "message from a topic the app does not subscribe to; committed without handling"
             );
-            self.finished_inline(slot, offset, Vec::new());
+            self.finished_inline(slot, msg.offset(), Vec::new());
             return;
         };
         let topic = shared.table.topic(topic_idx);
@@ -432,12 +426,7 @@ impl Loop<'_> {
         };
         let route = topic.route(event.as_deref());
         if ready && route.is_none() {
-            let event = topic.event_or(&rec, event.as_deref()).map(Cow::into_owned);
-            let _span = message_span(&rec, topic, event.as_deref(), None).entered();
-            shared.before(&rec, topic, event.as_deref(), None);
-            let deliveries = shared.finish_unknown(&rec, topic, event.as_deref());
-            self.finished_inline(slot, rec.offset, deliveries);
-            return;
+            return self.unknown_event(shared, slot, &rec, topic, event);
         }
         let route = route.filter(|_| ready);
         let gen = self.slots[slot].shared.gen;
@@ -446,22 +435,7 @@ impl Loop<'_> {
         if !self.lanes.is_idle() {
             let lane = self.lanes.lane_of(slot, rec.key);
             if let Some(l) = lane.filter(|l| self.lanes.is_busy(*l)) {
-                self.slots[slot].tracker.started(rec.offset);
-                self.started_one();
-                let waiting = Waiting {
-                    msg: rec.detach(),
-                    topic_idx,
-                    event: event.map(Cow::into_owned),
-                    ticket: Ticket {
-                        slot,
-                        gen,
-                        offset: rec.offset,
-                        lane,
-                        released: false,
-                    },
-                };
-                self.lanes.wait(l, waiting);
-                return;
+                return self.wait_in_lane(l, &rec, (slot, gen), topic_idx, event);
             }
         }
         shared.before(&rec, topic, event.as_deref(), route);
@@ -470,76 +444,117 @@ impl Loop<'_> {
             None => Resume::Fresh,
             Some((route, h)) => {
                 let _entered = span.enter();
-                let start = |decoded: Option<DecodedPayload<'_>>| {
-                    let mut scope = Scope::new(&rec, topic, event.as_deref(), shared);
-                    scope.decoded = decoded;
-                    let started = h.start(&mut scope);
-                    (started, scope.emits.take())
-                };
-                // A codec topic decodes first, from cached schemas only, and
-                // lends the value to the handler without boxing it.
-                let started = match &topic.codec {
-                    None => Some(start(None)),
-                    Some(c) => {
-                        let mut out = None;
-                        let mut sink = |v: &(dyn std::any::Any + Send + Sync)| {
-                            out = Some(start(Some((v, h.value_decoder))));
-                        };
-                        match c.decode_with(rec.payload, &route.readers[0], &mut sink) {
-                            Ok(()) => out,
-                            Err(e) if e.is_transient() || matches!(e, CodecError::NotReady) => None,
-                            Err(e) => Some((Err(e.into_failure(FailureKind::Decode)), None)),
-                        }
-                    }
-                };
-                let Some((started, emits)) = started else {
-                    drop(_entered);
-                    return self.slow_path(
-                        shared,
-                        &rec,
-                        (slot, gen),
-                        topic_idx,
-                        event,
-                        Resume::Fresh,
-                        span,
-                    );
-                };
-                let attempt = match started {
-                    Err(f) => Inline::Done(Err(f)),
-                    Ok(mut fut) => {
-                        let mut noop = TaskContext::from_waker(Waker::noop());
-                        match fut.as_mut().poll(&mut noop) {
-                            Poll::Ready(r) => Inline::Done(r.map_err(Failure::from_handler)),
-                            Poll::Pending => Inline::Pending(fut),
-                        }
-                    }
-                };
-                match attempt {
-                    // The common case: done, nothing to publish, nothing to wait for.
-                    Inline::Done(Ok(replies)) if replies.is_empty() && emits.is_none() => {
-                        shared.handled(&rec, topic, event.as_deref(), 0);
-                        self.finished_inline(slot, rec.offset, Vec::new());
-                        return;
-                    }
-                    Inline::Pending(fut) => Resume::Running { fut, emits },
-                    Inline::Done(Ok(replies)) if !shared.replies_ready(&replies) => {
-                        Resume::Finished { replies, emits }
-                    }
-                    Inline::Done(Err(f))
-                        if shared.failed_attempt(&rec, topic, event.as_deref(), h, &f, 1) =>
-                    {
-                        Resume::Retry { emits }
-                    }
-                    Inline::Done(result) => {
-                        let outcome = MessageOutcome::first(h, result, emits);
-                        let deliveries = shared.finish(&rec, topic, event.as_deref(), outcome);
-                        self.finished_inline(slot, rec.offset, deliveries);
-                        return;
-                    }
+                match self.run_inline(shared, &rec, slot, topic, route, h, event.as_deref()) {
+                    Some(resume) => resume,
+                    None => return,
                 }
             }
         };
         self.slow_path(shared, &rec, (slot, gen), topic_idx, event, resume, span);
+    }
+
+    /// Whether this offset is new in the partition's assignment; a copy
+    /// delivered again (after a seek) is dropped, as its first is handled.
+    #[inline]
+    fn accept(&mut self, slot: usize, msg: &BorrowedMessage<'_>) -> bool {
+        let offset = msg.offset();
+        if self.slots[slot].tracker.accept(offset) {
+            return true;
+        }
+        metrics::counter!(m::REFETCHED).increment(1);
+        tracing::debug!(
+            topic = msg.topic(),
+            partition = msg.partition(),
+            offset,
+            "offset delivered again in the same assignment; the first copy is handled, dropping this one"
+        );
+        false
+    }
+
+    /// No handler for the message's event: dead-lettered or skipped, as
+    /// configured, and finished at once.
+    #[cold]
+    fn unknown_event(
+        &mut self,
+        shared: &Arc<Shared>,
+        slot: usize,
+        rec: &Record<'_>,
+        topic: &crate::dispatch::routing::TopicRoutes,
+        event: Option<Cow<'_, str>>,
+    ) {
+        let event = topic.event_or(rec, event.as_deref()).map(Cow::into_owned);
+        let _span = message_span(rec, topic, event.as_deref(), None).entered();
+        shared.before(rec, topic, event.as_deref(), None);
+        let deliveries = shared.finish_unknown(rec, topic, event.as_deref());
+        self.finished_inline(slot, rec.offset, deliveries);
+    }
+
+    /// Its key's lane is busy: the message is detached and waits its turn.
+    fn wait_in_lane(
+        &mut self,
+        lane: LaneId,
+        rec: &Record<'_>,
+        (slot, gen): (usize, u64),
+        topic_idx: usize,
+        event: Option<Cow<'_, str>>,
+    ) {
+        self.slots[slot].tracker.started(rec.offset);
+        self.started_one();
+        let waiting = Waiting {
+            msg: rec.detach(),
+            topic_idx,
+            event: event.map(Cow::into_owned),
+            ticket: Ticket {
+                slot,
+                gen,
+                offset: rec.offset,
+                lane: Some(lane),
+                released: false,
+            },
+        };
+        self.lanes.wait(lane, waiting);
+    }
+
+    /// Runs a single handler on the loop's own stack: decodes, starts, polls
+    /// once. `None` when the message is finished; otherwise how the slow path
+    /// resumes it (still running, to retry, replies waiting for a schema, or
+    /// not started because a schema is not cached yet).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn run_inline(
+        &mut self,
+        shared: &Arc<Shared>,
+        rec: &Record<'_>,
+        slot: usize,
+        topic: &crate::dispatch::routing::TopicRoutes,
+        route: &crate::dispatch::routing::Route,
+        h: &crate::dispatch::handler::HandlerDescriptor,
+        event: Option<&str>,
+    ) -> Option<Resume> {
+        let Some((started, emits)) = start_decoded(shared, rec, topic, route, h, event) else {
+            return Some(Resume::Fresh);
+        };
+        match poll_once(started) {
+            // The common case: done, nothing to publish, nothing to wait for.
+            Inline::Done(Ok(replies)) if replies.is_empty() && emits.is_none() => {
+                shared.handled(rec, topic, event, 0);
+                self.finished_inline(slot, rec.offset, Vec::new());
+                None
+            }
+            Inline::Pending(fut) => Some(Resume::Running { fut, emits }),
+            Inline::Done(Ok(replies)) if !shared.replies_ready(&replies) => {
+                Some(Resume::Finished { replies, emits })
+            }
+            Inline::Done(Err(f)) if shared.failed_attempt(rec, topic, event, h, &f, 1) => {
+                Some(Resume::Retry { emits })
+            }
+            Inline::Done(result) => {
+                let outcome = MessageOutcome::first(h, result, emits);
+                let deliveries = shared.finish(rec, topic, event, outcome);
+                self.finished_inline(slot, rec.offset, deliveries);
+                None
+            }
+        }
     }
 
     /// Hands a message to the slow path: detached, in its lane, handled by a
@@ -716,6 +731,61 @@ impl Loop<'_> {
 enum Inline {
     Done(Result<Vec<crate::reply::Reply>, Failure>),
     Pending(crate::dispatch::handler::HandlerFuture),
+}
+
+/// Decodes the payload (a codec topic decodes from cached schemas only, and
+/// lends the value to the handler without boxing it) and starts the handler.
+/// `None` when the codec needs a schema it has not cached yet, or the registry
+/// is briefly unreachable: the slow path waits for it.
+#[inline]
+fn start_decoded(
+    shared: &Arc<Shared>,
+    rec: &Record<'_>,
+    topic: &crate::dispatch::routing::TopicRoutes,
+    route: &crate::dispatch::routing::Route,
+    h: &crate::dispatch::handler::HandlerDescriptor,
+    event: Option<&str>,
+) -> Option<Started> {
+    let start = |decoded: Option<DecodedPayload<'_>>| {
+        let mut scope = Scope::new(rec, topic, event, shared);
+        scope.decoded = decoded;
+        let started = h.start(&mut scope);
+        (started, scope.emits.take())
+    };
+    let Some(c) = &topic.codec else {
+        return Some(start(None));
+    };
+    let mut out = None;
+    let mut sink = |v: &(dyn std::any::Any + Send + Sync)| {
+        out = Some(start(Some((v, h.value_decoder))));
+    };
+    match c.decode_with(rec.payload, &route.readers[0], &mut sink) {
+        Ok(()) => out,
+        Err(e) if e.is_transient() || matches!(e, CodecError::NotReady) => None,
+        Err(e) => Some((Err(e.into_failure(FailureKind::Decode)), None)),
+    }
+}
+
+/// A started handler and the emits its extractors collect.
+type Started = (
+    Result<crate::dispatch::handler::HandlerFuture, Failure>,
+    Option<Arc<crate::dispatch::extract::EmitLog>>,
+);
+
+/// Polls a started handler once, with a waker that does nothing: a handler
+/// that does not await finishes here, at no scheduling cost.
+#[inline]
+fn poll_once(started: Result<crate::dispatch::handler::HandlerFuture, Failure>) -> Inline {
+    match started {
+        Err(f) => Inline::Done(Err(f)),
+        Ok(mut fut) => {
+            let mut noop = TaskContext::from_waker(Waker::noop());
+            match fut.as_mut().poll(&mut noop) {
+                Poll::Ready(r) => Inline::Done(r.map_err(Failure::from_handler)),
+                Poll::Pending => Inline::Pending(fut),
+            }
+        }
+    }
 }
 
 fn publish_committable(s: &mut Slot) {
