@@ -15,7 +15,7 @@ use spine_kafka_core::{Builder, RouteInfo};
     about = "A Spine service. Without a command, it runs: consumes and handles until SIGINT or SIGTERM."
 )]
 #[command(
-    after_help = "Examples:\n  my-service                 # run\n  my-service routes\n  my-service schemas export schemas/\n  my-service schemas check --registry http://127.0.0.1:8081\n  my-service asyncapi > asyncapi.json\n\nSettings come from spine.toml (or $SPINE_CONFIG) and SPINE_* variables."
+    after_help = "Examples:\n  my-service                 # run\n  my-service routes\n  my-service schemas export schemas/\n  my-service schemas check --registry http://127.0.0.1:8081\n  my-service asyncapi > asyncapi.json\n\nSettings come from spine.toml (or $SPINE_CONFIG) and SPINE_* variables.\n\nExit status: 0 on a clean stop, 1 on an error, 2 on a usage error, 3 when it stopped without committing messages it handled (the broker did not confirm in time, or a second SIGINT/SIGTERM): those are handled again after the restart."
 )]
 struct ServiceCli {
     #[command(subcommand)]
@@ -24,8 +24,11 @@ struct ServiceCli {
 
 #[derive(Debug, Subcommand)]
 enum ServiceCommand {
-    /// Consumes and handles until SIGINT or SIGTERM (the default).
-    #[command(after_help = "Example:\n  SPINE_BOOTSTRAP_SERVERS=127.0.0.1:9092 my-service run")]
+    /// Consumes and handles until SIGINT or SIGTERM (the default); a second
+    /// signal stops at once.
+    #[command(
+        after_help = "Example:\n  SPINE_BOOTSTRAP_SERVERS=127.0.0.1:9092 my-service run\n\nStops within dispatch.shutdown_timeout plus dispatch.commit_timeout. Exit status 3: stopped without committing messages it handled; they are handled again after the restart."
+    )]
     Run,
     /// Prints the dispatch table: topic, event, handler or pipeline, payload type, codec, source.
     #[command(after_help = "Example:\n  my-service routes")]
@@ -94,7 +97,11 @@ enum SchemasCommand {
 }
 
 /// Runs the service's command line: `run` (the default), `routes`,
-/// `schemas export|check`, `asyncapi`. Call it from `main`:
+/// `schemas export|check`, `asyncapi`. The exit status is 0 on a clean stop,
+/// 1 on an error, 2 on a usage error, and 3 when the service stopped without
+/// committing messages it had handled ([`crate::Error::Uncommitted`]: the broker did
+/// not confirm the final commit within `dispatch.commit_timeout`, or a second
+/// signal forced the stop). Call it from `main`:
 ///
 /// ```no_run
 /// use spine::prelude::*;
@@ -158,12 +165,18 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<spine_kafka_core::Error>() {
+                Some(spine_kafka_core::Error::Uncommitted { .. }) => ExitCode::from(UNCOMMITTED),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The exit status of a stop that left handled messages uncommitted.
+const UNCOMMITTED: u8 = 3;
 
 async fn run_app(builder: Builder) -> CliResult {
     builder.build()?.run().await?;

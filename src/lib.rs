@@ -45,7 +45,7 @@ pub use spine_kafka_core::{
     EmitError, Error, Failure, FailureKind, FromRecord, Handler, HandlerDescriptor, HandlerError,
     HandlerFuture, HandlerInfo, IntoReplies, Meta, PublishError, Publisher, Raw, Reply,
     RequestError, Scope, Sent, SentKind, Shutdown, State, StatsHandle, StatsSnapshot,
-    MAX_EXTRACTORS,
+    UncommittedOffset, MAX_EXTRACTORS,
 };
 pub use spine_kafka_macros::{on, pipeline};
 

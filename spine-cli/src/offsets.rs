@@ -40,6 +40,43 @@ pub(crate) async fn reset(args: &ResetArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Refused(e.to_string()))?
 }
 
+/// Commits `offsets` and reads them back until the broker reports them, for
+/// at most `timeout`: a synchronous commit would wait for an unreachable
+/// group coordinator without a deadline.
+fn commit_confirmed(
+    c: &BaseConsumer,
+    offsets: &TopicPartitionList,
+    timeout: Duration,
+) -> Result<TopicPartitionList, CliError> {
+    let deadline = std::time::Instant::now() + timeout;
+    c.commit(offsets, CommitMode::Async)?;
+    let mut query = TopicPartitionList::new();
+    for e in offsets.elements() {
+        query.add_partition(e.topic(), e.partition());
+    }
+    loop {
+        // Serves the commit's callback; nothing is consumed.
+        let _ = c.poll(Duration::ZERO);
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let now = c.committed_offsets(query.clone(), left.max(Duration::from_millis(100)))?;
+        let done = offsets.elements().iter().all(|e| {
+            now.find_partition(e.topic(), e.partition())
+                .is_some_and(|n| n.offset() == e.offset())
+        });
+        if done {
+            return Ok(now);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(CliError::Refused(format!(
+                "the broker did not confirm the new offsets within {timeout:?}; check that it is \
+                 reachable (and that no member of the group commits over them), then run the \
+                 command again"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn reset_blocking(
     bootstrap: &str,
     group: &str,
@@ -107,14 +144,7 @@ fn reset_blocking(
         };
         new.add_partition_offset(topic, *p, Offset::Offset(to))?;
     }
-    c.commit(&new, CommitMode::Sync)?;
-    let after = {
-        let mut tpl = TopicPartitionList::new();
-        for p in &partitions {
-            tpl.add_partition(topic, *p);
-        }
-        c.committed_offsets(tpl, timeout)?
-    };
+    let after = commit_confirmed(&c, &new, timeout)?;
     let show = |l: &TopicPartitionList, p: i32| match l.find_partition(topic, p).map(|e| e.offset())
     {
         Some(Offset::Offset(o)) => o.to_string(),

@@ -238,12 +238,18 @@ impl App {
     /// then stops fetching, lets in-flight handlers finish within
     /// `dispatch.shutdown_timeout`, commits, and returns `Ok(())`.
     pub async fn run(self) -> Result<(), Error> {
-        let signals = signals().map_err(Error::Signal)?;
+        let mut signals = Box::pin(signals().map_err(Error::Signal)?);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            signals.await;
-            tracing::info!("shutdown signal received");
-            shutdown.trigger();
+            use futures::StreamExt;
+            if signals.next().await.is_some() {
+                tracing::info!("shutdown signal received; a second one stops at once");
+                shutdown.trigger();
+            }
+            if signals.next().await.is_some() {
+                tracing::warn!("second shutdown signal: stopping at once");
+                shutdown.force();
+            }
         });
         self.run_until(std::future::pending()).await
     }
@@ -294,22 +300,26 @@ impl StatsHandle {
     }
 }
 
+/// SIGINT and SIGTERM, as a stream: each one received is one item.
 #[cfg(unix)]
-fn signals() -> std::io::Result<impl Future<Output = ()> + Send> {
+fn signals() -> std::io::Result<impl futures::Stream<Item = ()> + Send> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
+    Ok(futures::stream::poll_fn(move |cx| {
+        match (term.poll_recv(cx), int.poll_recv(cx)) {
+            (std::task::Poll::Ready(_), _) | (_, std::task::Poll::Ready(_)) => {
+                std::task::Poll::Ready(Some(()))
+            }
+            _ => std::task::Poll::Pending,
         }
-    })
+    }))
 }
 
+/// Ctrl-C, as a stream: each one received is one item.
 #[cfg(not(unix))]
-fn signals() -> std::io::Result<impl Future<Output = ()> + Send> {
-    Ok(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+fn signals() -> std::io::Result<impl futures::Stream<Item = ()> + Send> {
+    Ok(futures::stream::unfold((), |()| async {
+        tokio::signal::ctrl_c().await.ok().map(|()| ((), ()))
+    }))
 }

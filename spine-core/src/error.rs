@@ -74,6 +74,49 @@ pub enum Error {
     /// The OS signal handlers could not be installed.
     #[error("cannot listen for shutdown signals: {0}")]
     Signal(#[source] std::io::Error),
+    /// The app stopped, but the offsets of messages it handled were not
+    /// committed: the broker did not confirm the final commit within
+    /// `dispatch.commit_timeout`, or the stop was forced. Nothing is lost:
+    /// the partitions' next owner handles those messages again.
+    /// `spine::run` exits with status 3.
+    #[error(
+        "stopped without committing handled messages ({reason}); they will be handled again: {}",
+        UncommittedOffset::list(offsets)
+    )]
+    Uncommitted {
+        /// Why the commit did not complete.
+        reason: String,
+        /// The partitions whose handled messages were not committed.
+        offsets: Vec<UncommittedOffset>,
+    },
+}
+
+/// A partition whose handled messages were not committed at shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UncommittedOffset {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset the commit would have stored: every message before it was
+    /// handled.
+    pub offset: i64,
+    /// The last offset the broker confirmed, if any since the app started.
+    pub committed: Option<i64>,
+}
+
+impl UncommittedOffset {
+    /// `orders[0] 17..41, payments[2] ..8`: the offsets to be handled again.
+    pub(crate) fn list(offsets: &[UncommittedOffset]) -> String {
+        let parts: Vec<String> = offsets
+            .iter()
+            .map(|u| {
+                let from = u.committed.map(|c| c.to_string()).unwrap_or_default();
+                format!("{}[{}] {from}..{}", u.topic, u.partition, u.offset)
+            })
+            .collect();
+        parts.join(", ")
+    }
 }
 
 impl Error {

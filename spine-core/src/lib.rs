@@ -36,7 +36,7 @@ pub use dispatch::handler::{
 pub use dispatch::request::{self, RequestError};
 pub use dispatch::routing::RouteInfo;
 pub use dispatch::StatsSnapshot;
-pub use error::{Error, Failure, FailureKind, HandlerError};
+pub use error::{Error, Failure, FailureKind, HandlerError, UncommittedOffset};
 pub use outbound::{PublishError, Publisher, Sent, SentKind};
 pub use replay::{Position, ReplayOptions, ReplayProgress, ReplayRange, ReplayReport};
 pub use reply::{respond, IntoReplies, Reply};

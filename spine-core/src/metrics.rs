@@ -31,6 +31,9 @@ pub const REFETCHED: &str = "spine_messages_refetched_total";
 pub const CODEC_WAITS: &str = "spine_codec_waits_total";
 /// Offset commits that failed. They are retried at the next interval.
 pub const COMMIT_ERRORS: &str = "spine_commit_errors_total";
+/// Stops whose final commit the broker did not confirm in time (or that were
+/// forced): handled messages whose offsets will be handled again.
+pub const COMMIT_TIMEOUTS: &str = "spine_shutdown_uncommitted_total";
 /// Requests that got no response in time. Labels: `topic` (the request's).
 pub const REQUEST_TIMEOUTS: &str = "spine_request_timeouts_total";
 /// Responses on the reply topic that no request of this instance waits for

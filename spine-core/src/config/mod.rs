@@ -17,6 +17,7 @@
 //! unknown_event = "skip"       # or "dead_letter"
 //! commit_interval = "1s"
 //! shutdown_timeout = "30s"
+//! commit_timeout = "5s"
 //!
 //! [retry]
 //! attempts = 3                 # 1 means no retries

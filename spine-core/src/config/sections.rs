@@ -95,6 +95,11 @@ pub struct DispatchConfig {
     /// How long shutdown waits for in-flight handlers.
     #[serde(with = "duration")]
     pub shutdown_timeout: Duration,
+    /// How long a commit that must be confirmed (the final one at shutdown)
+    /// waits for the broker. A stop takes at most `shutdown_timeout` plus
+    /// this, whether the broker is up or not.
+    #[serde(with = "duration")]
+    pub commit_timeout: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -106,6 +111,7 @@ impl Default for DispatchConfig {
             unknown_event: UnknownEvent::Skip,
             commit_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
+            commit_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -51,6 +51,8 @@ pub(crate) struct PartitionShared {
     gen: u64,
     /// Offset safe to commit, or -1.
     committable: AtomicI64,
+    /// The last offset the broker confirmed as committed, or -1.
+    confirmed: AtomicI64,
     revoked: AtomicBool,
 }
 
@@ -70,17 +72,30 @@ impl Registry {
             .clone()
     }
 
+    /// Records the offsets a commit stored, partition by partition.
+    fn confirm(&self, offsets: &TopicPartitionList) {
+        let parts = self.parts.lock();
+        for e in offsets.elements() {
+            if let (Ok(()), Offset::Offset(o)) = (e.error(), e.offset()) {
+                if let Some(p) = parts.get(&(e.topic().to_owned(), e.partition())) {
+                    p.confirmed.fetch_max(o, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     fn fresh(&self) -> Arc<PartitionShared> {
         Arc::new(PartitionShared {
             gen: self.next_gen.fetch_add(1, Ordering::Relaxed),
             committable: AtomicI64::new(-1),
+            confirmed: AtomicI64::new(-1),
             revoked: AtomicBool::new(false),
         })
     }
 }
 
-/// The rdkafka context: commits finished offsets synchronously when partitions
-/// are revoked, and reports commit failures.
+/// The rdkafka context: commits finished offsets when partitions are revoked,
+/// records the offsets the broker confirms, and reports commit failures.
 pub(crate) struct SpineContext {
     registry: Arc<Registry>,
 }
@@ -111,11 +126,16 @@ impl ConsumerContext for SpineContext {
             }
         }
         tracing::info!(partitions = revoked.count(), "partitions revoked");
+        // Asynchronous, so that a rebalance never waits on an unreachable
+        // coordinator (a synchronous commit waits for it without a deadline,
+        // on the thread that polls the consumer). librdkafka sends it before
+        // the group is rejoined, so the next owner starts from it; if it
+        // does not land, the next owner handles those messages again.
         if commit.count() > 0 {
-            match consumer.commit(&commit, CommitMode::Sync) {
+            match consumer.commit(&commit, CommitMode::Async) {
                 Ok(()) => tracing::info!(
                     partitions = commit.count(),
-                    "committed finished offsets of revoked partitions"
+                    "committing finished offsets of revoked partitions"
                 ),
                 Err(e) => {
                     metrics::counter!(m::COMMIT_ERRORS).increment(1);
@@ -141,11 +161,12 @@ impl ConsumerContext for SpineContext {
         }
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         if let Err(e) = result {
             metrics::counter!(m::COMMIT_ERRORS).increment(1);
             tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
         }
+        self.registry.confirm(offsets);
     }
 }
 
@@ -191,6 +212,8 @@ const BATCH: usize = 256;
 struct Loop<'c> {
     shared: Arc<Shared>,
     consumer: &'c StreamConsumer<SpineContext>,
+    /// The same consumer, for the final commit's thread.
+    handle: Arc<StreamConsumer<SpineContext>>,
     registry: Arc<Registry>,
     slots: Vec<Slot>,
     last_slot: usize,
@@ -249,10 +272,13 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> Result<(), E
         "subscribed"
     );
     let max_in_flight = shared.config.dispatch.max_in_flight;
+    let commit_timeout = shared.config.dispatch.commit_timeout;
     let lanes = Lanes::new(shared.config.dispatch.ordering);
+    let consumer = Arc::new(consumer);
     let mut lp = Loop {
-        shared,
+        shared: shared.clone(),
         consumer: &consumer,
+        handle: consumer.clone(),
         registry,
         slots: Vec::new(),
         last_slot: 0,
@@ -262,14 +288,48 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> Result<(), E
         in_flight: 0,
         max_in_flight,
     };
-    lp.run(shutdown).await;
-    consumer.unsubscribe();
-    lp.shared.requests.stop().await;
-    Ok(())
+    let result = lp.run(&shutdown).await;
+    drop(lp);
+    // After a failed final commit the coordinator is out of reach, and
+    // leaving the group would wait for it: the group notices the member gone
+    // after `session.timeout.ms` instead.
+    if result.is_ok() {
+        consumer.unsubscribe();
+        close(consumer, commit_timeout, &shutdown).await;
+    }
+    shared.requests.stop().await;
+    result
+}
+
+/// Leaves the group and closes the consumer, on a thread of its own:
+/// librdkafka's close waits for the group coordinator. Waited for at most
+/// `timeout`.
+async fn close(
+    consumer: Arc<StreamConsumer<SpineContext>>,
+    timeout: Duration,
+    shutdown: &Shutdown,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let closing = std::thread::Builder::new()
+        .name("spine-close".into())
+        .spawn(move || {
+            drop(consumer);
+            let _ = tx.send(());
+        });
+    if closing.is_err() {
+        return;
+    }
+    tokio::select! {
+        _ = rx => {}
+        _ = tokio::time::sleep(timeout) => {
+            tracing::warn!("leaving the consumer group took longer than dispatch.commit_timeout; the group notices after session.timeout.ms");
+        }
+        _ = shutdown.forced() => {}
+    }
 }
 
 impl Loop<'_> {
-    async fn run(&mut self, shutdown: Shutdown) {
+    async fn run(&mut self, shutdown: &Shutdown) -> Result<(), Error> {
         let dispatch = self.shared.config.dispatch.clone();
         let mut commit_tick = tokio::time::interval(dispatch.commit_interval);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -312,12 +372,19 @@ impl Loop<'_> {
             }
         }
         drop(stream);
-        self.drain(dispatch.shutdown_timeout, &mut commit_tick)
+        self.drain(dispatch.shutdown_timeout, &mut commit_tick, shutdown)
             .await;
+        self.final_commit(dispatch.commit_timeout, shutdown).await
     }
 
-    /// Stops fetching, lets in-flight messages finish within `timeout`, commits.
-    async fn drain(&mut self, timeout: Duration, commit_tick: &mut tokio::time::Interval) {
+    /// Stops fetching and lets in-flight messages finish within `timeout`
+    /// (or until a forced stop).
+    async fn drain(
+        &mut self,
+        timeout: Duration,
+        commit_tick: &mut tokio::time::Interval,
+        shutdown: &Shutdown,
+    ) {
         tracing::info!(
             in_flight = self.in_flight,
             "shutting down: finishing in-flight messages"
@@ -341,10 +408,99 @@ impl Loop<'_> {
                     );
                     break;
                 }
+                _ = shutdown.forced() => {
+                    tracing::warn!(
+                        abandoned = self.in_flight,
+                        "forced stop; unfinished messages will be re-delivered"
+                    );
+                    break;
+                }
             }
         }
-        self.commit(CommitMode::Sync, true);
-        tracing::info!("shutdown complete");
+    }
+
+    /// Commits what was handled and the broker has not confirmed yet, and
+    /// waits for the broker's answer: at most `timeout`, off the runtime's
+    /// threads (a synchronous commit waits for an unreachable coordinator
+    /// without a deadline). A commit that fails, times out or is cut short
+    /// by a forced stop is logged once with the offsets that will be handled
+    /// again, counted, and returned as [`Error::Uncommitted`].
+    async fn final_commit(&mut self, timeout: Duration, shutdown: &Shutdown) -> Result<(), Error> {
+        let tpl = self.unconfirmed();
+        if tpl.count() == 0 {
+            tracing::info!("shutdown complete");
+            return Ok(());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let consumer = self.handle.clone();
+        let list = tpl.clone();
+        let committing = std::thread::Builder::new()
+            .name("spine-commit".into())
+            .spawn(move || {
+                let result = consumer.commit(&list, CommitMode::Sync);
+                drop(consumer);
+                let _ = tx.send(result);
+            });
+        let reason = match committing {
+            Err(e) => format!("cannot start the commit thread: {e}"),
+            Ok(_) => tokio::select! {
+                r = rx => match r {
+                    Ok(Ok(())) => {
+                        tracing::info!(partitions = tpl.count(), "committed; shutdown complete");
+                        return Ok(());
+                    }
+                    Ok(Err(e)) => format!("the final commit failed: {e}"),
+                    Err(_) => "the final commit thread ended without an answer".to_owned(),
+                },
+                _ = tokio::time::sleep(timeout) => format!(
+                    "the broker did not confirm the final commit within dispatch.commit_timeout ({timeout:?})"
+                ),
+                _ = shutdown.forced() => "forced stop".to_owned(),
+            },
+        };
+        let offsets = self.uncommitted(&tpl);
+        metrics::counter!(m::COMMIT_TIMEOUTS).increment(1);
+        let err = Error::Uncommitted { reason, offsets };
+        tracing::error!(error = %err, "shutdown incomplete");
+        Err(err)
+    }
+
+    /// Partitions whose finished offset the broker has not confirmed.
+    fn unconfirmed(&self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for s in &self.slots {
+            if s.shared.revoked.load(Ordering::Relaxed) {
+                continue;
+            }
+            if let Some(c) = s.tracker.committable() {
+                if s.shared.confirmed.load(Ordering::Relaxed) != c {
+                    let _ = tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(c));
+                }
+            }
+        }
+        tpl
+    }
+
+    fn uncommitted(&self, tpl: &TopicPartitionList) -> Vec<crate::error::UncommittedOffset> {
+        tpl.elements()
+            .iter()
+            .filter_map(|e| {
+                let Offset::Offset(offset) = e.offset() else {
+                    return None;
+                };
+                let slot = self
+                    .slots
+                    .iter()
+                    .find(|s| s.partition == e.partition() && &*s.topic == e.topic())?;
+                let confirmed = slot.shared.confirmed.load(Ordering::Relaxed);
+                Some(crate::error::UncommittedOffset {
+                    topic: e.topic().to_owned(),
+                    partition: e.partition(),
+                    offset,
+                    committed: (confirmed >= 0).then_some(confirmed),
+                })
+            })
+            .collect()
     }
 
     /// The slot of a message's partition, refreshed when the partition was
