@@ -57,33 +57,39 @@ async fn accept(order: OrderPlaced) -> Result<Reply, HandlerError> {
     Ok(Reply::to("orders.accepted", "order.accepted", reply).with_key(order.order_id))
 }
 
-fn app(config: Config) -> Result<spine::App, spine::Error> {
+fn builder(config: Config) -> spine::Builder {
     Spine::builder()
         .config(config)
         .handlers(spine::handlers![accept])
-        .build()
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> std::process::ExitCode {
     spine::init_tracing();
-    if let Err(e) = run().await {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
-}
-
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut config = Config::load()?;
+    let mut config = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     if config.app.name == spine::config::AppConfig::default().name {
         config.app.name = "orders-service".to_owned();
     }
     if config.bootstrap_servers().is_some() {
-        // A long-lived service: handle orders until SIGINT or SIGTERM.
-        app(config)?.run().await?;
-        return Ok(());
+        // A long-lived service with the service command line: it handles
+        // orders until SIGINT or SIGTERM (`orders routes`, `orders asyncapi`
+        // and `orders --help` work too). Exit status 3: it stopped without
+        // committing orders it handled, which are handled again at restart.
+        return spine::run(builder(config)).await;
     }
-    demo(config).await
+    match demo(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// No broker configured: run on librdkafka's mock cluster, handle a batch of
@@ -91,7 +97,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 async fn demo(mut config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let count = demo::count();
     let _mock = demo::mock_cluster(&mut config)?;
-    let app = app(config.clone())?;
+    let app = builder(config.clone()).build()?;
     let (stats, stop) = (app.stats(), app.shutdown_handle());
     let running = tokio::spawn(app.run_until(std::future::pending()));
 

@@ -19,31 +19,6 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use support::*;
 
-/// `cargo test` builds the examples next to the test binaries.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is not built; run the tests with `cargo test`, which builds examples",
-        path.display()
-    );
-    path
-}
-
-fn clean_env(cmd: &mut Command) -> &mut Command {
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SPINE_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env(
-        "RUST_LOG",
-        std::env::var("SPINE_TEST_CHILD_LOG").unwrap_or_else(|_| "info".into()),
-    )
-}
-
 /// Runs an example in demo mode (no broker configured) with `env`, checks
 /// that it exits 0, and returns its stdout.
 fn demo(name: &str, env: &[(&str, &str)]) -> String {

@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -60,14 +62,86 @@ pub fn config(group: &str) -> Config {
 }
 
 fn client_config() -> ClientConfig {
+    client_config_at(&bootstrap())
+}
+
+fn client_config_at(bootstrap: &str) -> ClientConfig {
     let mut cc = ClientConfig::new();
-    cc.set("bootstrap.servers", bootstrap());
+    cc.set("bootstrap.servers", bootstrap);
     cc
+}
+
+/// A tansu broker of the test's own on a free loopback port, for tests that
+/// stop the broker. `scripts/test` names the binary in `SPINE_TEST_TANSU`.
+/// Killed when dropped.
+pub struct OwnBroker {
+    child: std::process::Child,
+    /// Its `host:port`.
+    pub bootstrap: String,
+}
+
+impl OwnBroker {
+    /// Starts it and waits until it accepts connections.
+    pub fn start() -> OwnBroker {
+        let bin = std::env::var("SPINE_TEST_TANSU").unwrap_or_else(|_| {
+            panic!(
+                "SPINE_TEST_TANSU is not set. This test stops a broker of its own: run it with \
+                 `scripts/test`, which installs tansu and sets it, or export \
+                 SPINE_TEST_TANSU=~/.cache/spine/tansu-0.6.0/bin/tansu"
+            )
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let bootstrap = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&bootstrap).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {bootstrap}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        OwnBroker { child, bootstrap }
+    }
+
+    /// Kills it (SIGKILL) and waits until it is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// Creates topics with `partitions` partitions each.
 pub async fn create_topics(names: &[&str], partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = client_config().create().expect("admin client");
+    create_topics_at(&bootstrap(), names, partitions).await;
+}
+
+/// [`create_topics`] on the broker at `bootstrap`.
+pub async fn create_topics_at(bootstrap: &str, names: &[&str], partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config_at(bootstrap).create().expect("admin client");
     let topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
@@ -88,7 +162,12 @@ pub async fn create_topics(names: &[&str], partitions: i32) {
 
 /// A plain producer, independent of Spine.
 pub fn producer() -> FutureProducer {
-    client_config()
+    producer_at(&bootstrap())
+}
+
+/// [`producer`] for the broker at `bootstrap`.
+pub fn producer_at(bootstrap: &str) -> FutureProducer {
+    client_config_at(bootstrap)
         .set("linger.ms", "5")
         .create()
         .expect("producer")
@@ -134,8 +213,8 @@ pub async fn produce_event(
 }
 
 /// A consumer outside any group, assigned every partition of `topic` from the beginning.
-fn reader(topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = client_config()
+fn reader(bootstrap: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = client_config_at(bootstrap)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "10")
@@ -158,7 +237,17 @@ fn reader(topic: &str) -> BaseConsumer {
 /// Reads `topic` from the beginning with a consumer outside any group until
 /// `want` records arrived or `timeout` passed.
 pub fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<OwnedMessage> {
-    let consumer = reader(topic);
+    read_topic_at(&bootstrap(), topic, want, timeout)
+}
+
+/// [`read_topic`] on the broker at `bootstrap`.
+pub fn read_topic_at(
+    bootstrap: &str,
+    topic: &str,
+    want: usize,
+    timeout: Duration,
+) -> Vec<OwnedMessage> {
+    let consumer = reader(bootstrap, topic);
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     while out.len() < want && Instant::now() < deadline {
@@ -174,7 +263,7 @@ pub fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<OwnedMessa
 /// Reads every record currently in `topic`: polls until the topic has been
 /// quiet for `quiet`.
 pub fn drain_topic(topic: &str, quiet: Duration) -> Vec<OwnedMessage> {
-    let consumer = reader(topic);
+    let consumer = reader(&bootstrap(), topic);
     let mut out = Vec::new();
     let mut last = Instant::now();
     while last.elapsed() < quiet {
@@ -272,4 +361,31 @@ pub fn start_group_at_end(group: &str, topic: &str) {
     consumer
         .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
         .expect("commit start offsets");
+}
+
+/// `cargo test` builds the examples next to the test binaries.
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run the tests with `cargo test`, which builds examples",
+        path.display()
+    );
+    path
+}
+
+/// The command without the test run's `SPINE_*` variables, logging at
+/// `$SPINE_TEST_CHILD_LOG` (default `info`).
+pub fn clean_env(cmd: &mut Command) -> &mut Command {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SPINE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("SPINE_TEST_CHILD_LOG").unwrap_or_else(|_| "info".into()),
+    )
 }
