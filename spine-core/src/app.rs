@@ -259,6 +259,7 @@ impl App {
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
+        crate::dispatch::unwind::warn_if_abort();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             stop.await;

@@ -151,6 +151,8 @@ impl Error {
 pub struct HandlerError {
     source: Box<dyn std::error::Error + Send + Sync + 'static>,
     fatal: bool,
+    /// The handler panicked (the error is the panic's message).
+    panicked: bool,
     /// The pipeline step that failed, when a pipeline did.
     step: Option<&'static str>,
 }
@@ -161,8 +163,27 @@ impl HandlerError {
         HandlerError {
             source: message.to_string().into(),
             fatal: false,
+            panicked: false,
             step: None,
         }
+    }
+
+    /// The failure of a handler that panicked, from the panic's payload.
+    pub(crate) fn panicked(payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        HandlerError {
+            panicked: true,
+            ..HandlerError::msg(format!("panicked: {message}"))
+        }
+    }
+
+    /// Whether the handler panicked.
+    pub fn is_panic(&self) -> bool {
+        self.panicked
     }
 
     /// Marks the error as permanent: the message goes to the dead-letter topic
@@ -205,6 +226,7 @@ where
         HandlerError {
             source: Box::new(error),
             fatal: false,
+            panicked: false,
             step: None,
         }
     }
@@ -227,6 +249,7 @@ impl fmt::Debug for HandlerError {
         f.debug_struct("HandlerError")
             .field("error", &self.to_string())
             .field("fatal", &self.fatal)
+            .field("panicked", &self.panicked)
             .field("step", &self.step)
             .finish()
     }
@@ -245,6 +268,9 @@ pub enum FailureKind {
     UnknownEvent,
     /// A reply or emitted event could not be encoded.
     Encode,
+    /// The handler (or a pipeline step) panicked. Not retried unless
+    /// `[retry] retry_panics = true`.
+    Panic,
 }
 
 impl FailureKind {
@@ -255,6 +281,7 @@ impl FailureKind {
             FailureKind::Handler => "handler",
             FailureKind::UnknownEvent => "unknown_event",
             FailureKind::Encode => "encode",
+            FailureKind::Panic => "panic",
         }
     }
 
@@ -298,16 +325,21 @@ impl Failure {
     }
 
     pub(crate) fn from_handler(error: HandlerError) -> Self {
+        let kind = if error.panicked {
+            FailureKind::Panic
+        } else {
+            FailureKind::Handler
+        };
         match error.step {
             None => Failure {
-                kind: FailureKind::Handler,
+                kind,
                 fatal: error.is_fatal(),
                 message: error.to_string(),
                 code: None,
                 headers: Vec::new(),
             },
             Some(step) => Failure {
-                kind: FailureKind::Handler,
+                kind,
                 fatal: error.is_fatal(),
                 message: format!("step `{step}` failed: {error}"),
                 code: None,
@@ -319,8 +351,11 @@ impl Failure {
         }
     }
 
-    pub(crate) fn retryable(&self) -> bool {
-        !self.fatal && self.kind.is_retryable()
+    /// Whether another attempt could succeed: a handler error that is not
+    /// fatal, or a panic when `retry_panics` is set.
+    pub(crate) fn retryable(&self, retry_panics: bool) -> bool {
+        !self.fatal
+            && (self.kind.is_retryable() || (retry_panics && self.kind == FailureKind::Panic))
     }
 }
 
@@ -352,9 +387,9 @@ mod tests {
     #[test]
     fn fatal_handler_errors_are_not_retried() {
         let f = Failure::from_handler(HandlerError::msg("no").fatal());
-        assert!(!f.retryable());
+        assert!(!f.retryable(false));
         let f = Failure::from_handler(HandlerError::msg("later"));
-        assert!(f.retryable());
-        assert!(!Failure::new(FailureKind::Decode, "bad json").retryable());
+        assert!(f.retryable(false));
+        assert!(!Failure::new(FailureKind::Decode, "bad json").retryable(true));
     }
 }

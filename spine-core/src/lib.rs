@@ -50,8 +50,8 @@ pub mod __private {
     /// What `#[pipeline]`'s expansion calls.
     pub mod pipeline {
         pub use crate::dispatch::pipeline::{
-            check_arg, check_extractors, end, failed, publish, ArgParam, Pipe, PipelineEnd,
-            PipelineSpec,
+            check_arg, check_extractors, end, failed, guard, guard_sync, publish, ArgParam, Pipe,
+            PipelineEnd, PipelineSpec,
         };
     }
 }

@@ -31,6 +31,8 @@ pub const REFETCHED: &str = "spine_messages_refetched_total";
 pub const CODEC_WAITS: &str = "spine_codec_waits_total";
 /// Offset commits that failed. They are retried at the next interval.
 pub const COMMIT_ERRORS: &str = "spine_commit_errors_total";
+/// Handler calls (or pipeline steps) that panicked. Labels: `topic`, `handler`.
+pub const PANICS: &str = "spine_handler_panics_total";
 /// Stops whose final commit the broker did not confirm in time (or that were
 /// forced): handled messages whose offsets will be handled again.
 pub const COMMIT_TIMEOUTS: &str = "spine_shutdown_uncommitted_total";

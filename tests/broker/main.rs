@@ -1,7 +1,7 @@
 //! The end-to-end tests that need a Kafka-protocol broker, in one test binary:
 //! routing, replies, dead letters and commits; delivery guarantees; Avro with
 //! the dev registry and Python's confluent-kafka; pipelines; aggregation;
-//! request-reply; replay.
+//! request-reply; replay; panicking handlers.
 //!
 //! They need a broker: `scripts/test` installs tansu, starts it on a free
 //! loopback port and sets `SPINE_TEST_BOOTSTRAP`. Without it every test here
@@ -15,6 +15,7 @@ mod aggregate;
 mod avro;
 mod delivery;
 mod dispatch;
+mod panic;
 mod pipeline;
 mod replay;
 mod request;

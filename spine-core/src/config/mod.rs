@@ -24,6 +24,7 @@
 //! backoff = "100ms"
 //! max_backoff = "10s"
 //! multiplier = 2.0
+//! retry_panics = false        # true: a panic is retried like an error
 //!
 //! [dead_letter]
 //! enabled = true
@@ -461,6 +462,7 @@ mod tests {
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(350),
             multiplier: 2.0,
+            retry_panics: false,
         };
         assert_eq!(r.delay(1), Duration::from_millis(100));
         assert_eq!(r.delay(2), Duration::from_millis(200));

@@ -130,6 +130,10 @@ pub struct RetryConfig {
     pub max_backoff: Duration,
     /// Factor applied to the wait after each attempt.
     pub multiplier: f64,
+    /// Whether a handler that panicked is retried like one that returned an
+    /// error. By default a panic sends its message to the dead-letter topic
+    /// at once: a bug rarely goes away on its own.
+    pub retry_panics: bool,
 }
 
 impl Default for RetryConfig {
@@ -139,6 +143,7 @@ impl Default for RetryConfig {
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             multiplier: 2.0,
+            retry_panics: false,
         }
     }
 }

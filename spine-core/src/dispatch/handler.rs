@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::dispatch::extract::{FromRecord, Scope, States};
+use crate::dispatch::unwind;
 use crate::error::{Failure, HandlerError};
 use crate::reply::{IntoReplies, Reply};
 
@@ -64,7 +65,7 @@ macro_rules! impl_handler {
             fn call(&self, payload: P, scope: &mut Scope<'_>) -> Result<HandlerFuture, HandlerError> {
                 $(let $E = $E::from_record(scope)?;)*
                 let fut = (self)(payload, $($E,)*);
-                Ok(Box::pin(async move { fut.await.into_replies() }))
+                Ok(Box::pin(unwind::future(async move { fut.await.into_replies() })))
             }
 
             #[allow(unused_variables)]
@@ -108,13 +109,18 @@ where
     Args: 'static,
 {
     fn start(&self, scope: &mut Scope<'_>) -> Result<HandlerFuture, Failure> {
-        let payload = match scope.decoded.take() {
-            None => crate::codec::decode::<H::Payload>(scope.rec)?,
-            Some(d) => crate::codec::from_decoded::<H::Payload>(d)?,
-        };
-        self.handler
-            .call(payload, scope)
-            .map_err(Failure::from_handler)
+        // Decoding runs the payload type's `Deserialize`, and the call the
+        // extractors and the user's function: any of them may panic.
+        unwind::call(|| {
+            let payload = match scope.decoded.take() {
+                None => crate::codec::decode::<H::Payload>(scope.rec)?,
+                Some(d) => crate::codec::from_decoded::<H::Payload>(d)?,
+            };
+            self.handler
+                .call(payload, scope)
+                .map_err(Failure::from_handler)
+        })
+        .unwrap_or_else(|e| Err(Failure::from_handler(e)))
     }
 
     fn missing_state(&self, states: &States) -> Option<&'static str> {

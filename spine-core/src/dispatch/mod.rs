@@ -10,7 +10,8 @@
 //! - `handler`: the `Handler` trait, its tuple impls and the descriptor;
 //! - `extract`: the extractors (`Meta`, `Context`, `State`, `Raw`) and `Scope`;
 //! - `pipeline`: what `#[pipeline]` expands to at run time;
-//! - `request`: request-reply over Kafka (the reply listener, `Context::request`).
+//! - `request`: request-reply over Kafka (the reply listener, `Context::request`);
+//! - `unwind`: panics in user code, turned into their message's failure.
 
 mod dead_letter;
 pub(crate) mod extract;
@@ -20,6 +21,7 @@ pub(crate) mod pipeline;
 pub mod request;
 pub(crate) mod routing;
 mod stats;
+pub(crate) mod unwind;
 
 use dead_letter::{dead_letter_record, error_event};
 use outcome::HandlerFailure;
@@ -37,7 +39,7 @@ use crate::config::{Config, UnknownEvent};
 use crate::dispatch::extract::{Scope, States};
 use crate::dispatch::handler::HandlerDescriptor;
 use crate::dispatch::routing::{DispatchTable, Route, TopicRoutes};
-use crate::error::{Failure, FailureKind};
+use crate::error::{Failure, FailureKind, HandlerError};
 use crate::metrics as m;
 use crate::middleware::{MessageInfo, Middleware, Outcome};
 use crate::outbound::{cloud_event_headers, Delivery, Origin, OutRecord, Outbound, SentKind};
@@ -94,13 +96,17 @@ impl Shared {
         let event = topic.event_or(rec, event);
         let info = Self::info(rec, event.as_deref(), handler);
         for mw in &self.middleware {
-            mw.before(&info);
+            if let Err(e) = unwind::call(|| mw.before(&info)) {
+                middleware_panicked(&info, "before", &e);
+            }
         }
     }
 
     fn after(&self, info: &MessageInfo<'_>, outcome: &Outcome<'_>) {
         for mw in &self.middleware {
-            mw.after(info, outcome);
+            if let Err(e) = unwind::call(|| mw.after(info, outcome)) {
+                middleware_panicked(info, "after", &e);
+            }
         }
     }
 
@@ -117,7 +123,13 @@ impl Shared {
         self.stats.failed_attempt();
         metrics::counter!(m::FAILED, "topic" => topic.topic.to_string(), "kind" => failure.kind.as_str())
             .increment(1);
-        let retry = failure.retryable() && attempt < self.config.retry.attempts;
+        if failure.kind == FailureKind::Panic {
+            let handler = handler.name.to_string();
+            metrics::counter!(m::PANICS, "topic" => topic.topic.to_string(), "handler" => handler)
+                .increment(1);
+        }
+        let retry = failure.retryable(self.config.retry.retry_panics)
+            && attempt < self.config.retry.attempts;
         if retry {
             let delay = self.config.retry.delay(attempt);
             self.stats.retried();
@@ -643,4 +655,20 @@ pub(crate) fn message_span(
         };
     }
     span
+}
+
+/// A middleware hook observes a message; its panic is logged and counted, and
+/// the message goes on as if the hook had returned.
+#[cold]
+fn middleware_panicked(info: &MessageInfo<'_>, hook: &str, error: &HandlerError) {
+    metrics::counter!(m::PANICS, "topic" => info.topic.to_owned(), "handler" => "middleware")
+        .increment(1);
+    tracing::error!(
+        topic = info.topic,
+        partition = info.partition,
+        offset = info.offset,
+        hook,
+        error = %error,
+        "middleware hook panicked; the message goes on"
+    );
 }

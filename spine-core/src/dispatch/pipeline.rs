@@ -14,6 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::dispatch::extract::{Context, FromRecord, Scope};
+use crate::dispatch::unwind;
 use crate::error::{Error, HandlerError};
 use crate::reply::{IntoReplies, Reply};
 
@@ -220,6 +221,25 @@ impl Pipe {
 #[doc(hidden)]
 pub fn failed(step: &'static str, error: impl Into<HandlerError>) -> HandlerError {
     error.into().in_step(step)
+}
+
+/// Runs an async step: a panic becomes the step's failure, of kind `panic`
+/// (written by `#[pipeline]` around each async step).
+#[doc(hidden)]
+pub async fn guard<T>(
+    step: &'static str,
+    fut: impl std::future::Future<Output = T> + Send,
+) -> Result<T, HandlerError> {
+    unwind::future(async move { Ok(fut.await) })
+        .await
+        .map_err(|e| e.in_step(step))
+}
+
+/// Runs a sync step: a panic becomes the step's failure, of kind `panic`
+/// (written by `#[pipeline]` around each sync step).
+#[doc(hidden)]
+pub fn guard_sync<T>(step: &'static str, f: impl FnOnce() -> T) -> Result<T, HandlerError> {
+    unwind::call(f).map_err(|e| e.in_step(step))
 }
 
 /// `#[pipeline]` calls this in a constant with the number of distinct

@@ -189,13 +189,23 @@ fn arg_param(step: &str, name: &syn::Ident, ty: &syn::Type) -> TokenStream {
 
 /// Calls a step and goes on with its output as the step's flow says
 /// (`Option`: `None` ends the message; `Result`: `Err` fails it, naming the step).
+/// The arguments are evaluated first (an `#[arg]` may fail with `?`), then the
+/// call runs inside the runtime's guard, which turns a panic into the step's
+/// failure.
 fn step_call(s: &Step, step_str: &str, args: &[TokenStream]) -> TokenStream {
     let step = &s.ident;
-    let call = if s.is_async {
-        quote!(#step(#(#args),*).await)
+    let names: Vec<syn::Ident> = (0..args.len())
+        .map(|i| format_ident!("__spine_a{}", i))
+        .collect();
+    let guarded = if s.is_async {
+        quote!(::spine::__private::pipeline::guard(#step_str, #step(#(#names),*)).await?)
     } else {
-        quote!(#step(#(#args),*))
+        quote!(::spine::__private::pipeline::guard_sync(#step_str, move || #step(#(#names),*))?)
     };
+    let call = quote!({
+        #(let #names = #args;)*
+        #guarded
+    });
     let fail = |span: proc_macro2::Span| {
         quote_spanned! {span=>
             return ::core::result::Result::Err(
@@ -205,8 +215,10 @@ fn step_call(s: &Step, step_str: &str, args: &[TokenStream]) -> TokenStream {
     };
     match &s.flow {
         Flow::Plain => quote!(let __spine_v = #call;),
+        // The call is a block, which may not end the expression of a `let ... else`.
         Flow::Option => quote! {
-            let ::core::option::Option::Some(__spine_v) = #call else {
+            let __spine_out = #call;
+            let ::core::option::Option::Some(__spine_v) = __spine_out else {
                 return ::core::result::Result::Ok(::std::vec::Vec::new());
             };
         },
