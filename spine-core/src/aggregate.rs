@@ -469,11 +469,11 @@ impl Aggregator {
             return;
         };
         tracing::debug!(aggregate = %self.name, id = %p.id, "aggregate complete");
-        let deliveries = shared
+        let unsettled = shared
             .clone()
             .handle(msg, topic_idx, Some(self.name.clone()), Resume::Fresh)
             .await;
-        shared.outbound.settle(deliveries).await;
+        shared.settle(unsettled).await;
         metrics::counter!(crate::metrics::AGGREGATES_COMPLETED, "aggregate" => self.name.clone())
             .increment(1);
         shared.stats.aggregate_completed();
@@ -511,7 +511,9 @@ impl Aggregator {
                         .enqueue(self.expired_record(meta, payload, &p.id, &had, &message))
                 })
                 .collect();
-            shared.outbound.settle(deliveries).await;
+            // Dead letters: never given up, so nothing comes back refused.
+            let settled = shared.outbound.settle(deliveries).await;
+            shared.stats.publish_retried(settled.retries);
         }
         for h in p.holds {
             let _ = h.send(());

@@ -271,6 +271,11 @@ pub enum FailureKind {
     /// The handler (or a pipeline step) panicked. Not retried unless
     /// `[retry] retry_panics = true`.
     Panic,
+    /// A record the message published (a reply, an emitted event) was
+    /// refused for good: too large, invalid, or for a topic that does not
+    /// exist or may not be written. Not retried: the same record would be
+    /// refused again.
+    Publish,
 }
 
 impl FailureKind {
@@ -282,6 +287,7 @@ impl FailureKind {
             FailureKind::UnknownEvent => "unknown_event",
             FailureKind::Encode => "encode",
             FailureKind::Panic => "panic",
+            FailureKind::Publish => "publish",
         }
     }
 

@@ -41,6 +41,8 @@ pub mod dead_letter {
     pub const EVENT: &str = "spine.dlq.event";
     /// The pipeline step that failed, when a pipeline did.
     pub const STEP: &str = "spine.dlq.step";
+    /// Failure kind `publish`: the topic that refused the record.
+    pub const PUBLISH_TOPIC: &str = "spine.dlq.publish.topic";
 }
 
 /// Header naming the topic a request's response goes to.

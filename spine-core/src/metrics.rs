@@ -22,6 +22,13 @@ pub const UNKNOWN_EVENT: &str = "spine_messages_unknown_event_total";
 pub const PRODUCED: &str = "spine_records_produced_total";
 /// Failed deliveries that are being retried. Labels: `topic` (the destination).
 pub const PRODUCE_ERRORS: &str = "spine_produce_errors_total";
+/// Records the broker (or librdkafka) refused for good: too large, invalid,
+/// an unknown or forbidden topic. The message that published one fails with
+/// kind `publish`. Labels: `topic` (the destination), `error` (the code).
+pub const PUBLISH_REFUSED: &str = "spine_publish_refused_total";
+/// Warnings about a message in flight for longer than
+/// `dispatch.in_flight_warning`. Labels: `topic`.
+pub const SLOW_MESSAGES: &str = "spine_slow_messages_total";
 /// Errors reported by the consumer (transport failures and the like); the loop carries on.
 pub const CONSUMER_ERRORS: &str = "spine_consumer_errors_total";
 /// Messages librdkafka delivered again within one assignment (after a

@@ -289,8 +289,7 @@ impl Builder {
                 .await;
             // A part held by an aggregation is released when its aggregate is
             // done; a replay does not wait for that.
-            let deliveries = deliveries.into_iter().filter(|d| !d.is_held()).collect();
-            shared.outbound.settle(deliveries).await;
+            shared.settle(deliveries.without_hold()).await;
             report.messages += 1;
             progress(&ranges, &ranges[i], offset);
             if offset + 1 >= ranges[i].until && !done[i] {

@@ -191,8 +191,7 @@ impl TestApp {
             .await;
         // A held part of an open aggregate is released later; the test does
         // not wait for it.
-        let deliveries = deliveries.into_iter().filter(|d| !d.is_held()).collect();
-        self.shared.outbound.settle(deliveries).await;
+        self.shared.settle(deliveries.without_hold()).await;
         let sent: Vec<Sent> = self.sink.lock()[start..].to_vec();
         let mut out = TestOutcome::default();
         for s in sent {

@@ -18,6 +18,7 @@
 //! commit_interval = "1s"
 //! shutdown_timeout = "30s"
 //! commit_timeout = "5s"
+//! in_flight_warning = "60s"   # a message in flight this long is logged at WARN
 //!
 //! [retry]
 //! attempts = 3                 # 1 means no retries

@@ -100,6 +100,11 @@ pub struct DispatchConfig {
     /// this, whether the broker is up or not.
     #[serde(with = "duration")]
     pub commit_timeout: Duration,
+    /// A message in flight for longer than this (its handler, its key's
+    /// turn, its records' acknowledgement, its aggregate) is logged at WARN,
+    /// and again each time as long passes.
+    #[serde(with = "duration")]
+    pub in_flight_warning: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -112,6 +117,7 @@ impl Default for DispatchConfig {
             commit_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
             commit_timeout: Duration::from_secs(5),
+            in_flight_warning: Duration::from_secs(60),
         }
     }
 }

@@ -4,8 +4,9 @@
 //! partition, commits them, pauses fetching at `max_in_flight`, and shuts down
 //! gracefully.
 //!
-//! Beside it: `lanes` (which messages must wait for which, by ordering policy)
-//! and `tracker` (per-partition watermark of contiguous finished offsets).
+//! Beside it: `lanes` (which messages must wait for which, by ordering policy),
+//! `tracker` (per-partition watermark of contiguous finished offsets) and
+//! `watch` (in-flight messages that take long, logged at WARN).
 //!
 //! The hot path is built for throughput: a message whose handler completes on
 //! its first poll costs no task spawn, no lock and no copy of the message; only
@@ -13,6 +14,7 @@
 
 mod lanes;
 mod tracker;
+mod watch;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -38,11 +40,12 @@ use tracing::Instrument;
 use crate::codec::{CodecError, DecodedPayload};
 use crate::consumer::lanes::{LaneId, Lanes};
 use crate::consumer::tracker::OffsetTracker;
+use crate::consumer::watch::{Stage, Watch};
 use crate::dispatch::extract::Scope;
-use crate::dispatch::{message_span, MessageOutcome, Resume, Shared};
+use crate::dispatch::{message_span, MessageOutcome, Resume, Shared, Unsettled};
 use crate::error::{Error, Failure, FailureKind};
 use crate::metrics as m;
-use crate::outbound::{is_producer_only, kafka_config_error, Delivery};
+use crate::outbound::{is_producer_only, kafka_config_error};
 use crate::record::Record;
 use crate::shutdown::Shutdown;
 
@@ -202,7 +205,7 @@ struct Slot {
     committed: Option<i64>,
 }
 
-type Running = Pin<Box<dyn Future<Output = (Ticket, Vec<Delivery>)> + Send>>;
+type Running = Pin<Box<dyn Future<Output = (Ticket, Unsettled)> + Send>>;
 type Settling = Pin<Box<dyn Future<Output = Ticket> + Send>>;
 
 /// Messages taken from the stream in one go before the loop looks at its other
@@ -222,6 +225,7 @@ struct Loop<'c> {
     settling: FuturesUnordered<Settling>,
     in_flight: usize,
     max_in_flight: usize,
+    watch: Watch,
 }
 
 /// Builds the consumer's librdkafka configuration.
@@ -287,6 +291,7 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> Result<(), E
         settling: FuturesUnordered::new(),
         in_flight: 0,
         max_in_flight,
+        watch: Watch::new(shared.config.dispatch.in_flight_warning),
     };
     let result = lp.run(&shutdown).await;
     drop(lp);
@@ -335,6 +340,8 @@ impl Loop<'_> {
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stream = self.consumer.stream();
         let shared = self.shared.clone();
+        let mut watch_tick = tokio::time::interval(self.watch.period());
+        watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop = shutdown.wait();
         tokio::pin!(stop);
         loop {
@@ -348,6 +355,7 @@ impl Loop<'_> {
                     self.on_settled(ticket);
                 }
                 _ = commit_tick.tick() => self.commit(CommitMode::Async, false),
+                _ = watch_tick.tick() => self.watch.warn(),
                 // At max_in_flight the loop stops taking messages; librdkafka
                 // then stops fetching once its bounded prefetch queue is full.
                 item = stream.next(), if self.in_flight < self.max_in_flight => {
@@ -564,7 +572,7 @@ impl Loop<'_> {
                 topic = msg.topic(),
                 "message from a topic the app does not subscribe to; committed without handling"
             );
-            self.finished_inline(slot, msg.offset(), Vec::new());
+            self.finished_inline(slot, msg.offset(), Unsettled::done());
             return;
         };
         let topic = shared.table.topic(topic_idx);
@@ -656,6 +664,10 @@ impl Loop<'_> {
     ) {
         self.slots[slot].tracker.started(rec.offset);
         self.started_one();
+        let key = (slot, gen, rec.offset);
+        let s = &self.slots[slot];
+        self.watch
+            .enter(key, Stage::Lane, &s.topic, s.partition, None);
         let waiting = Waiting {
             msg: rec.detach(),
             topic_idx,
@@ -694,7 +706,7 @@ impl Loop<'_> {
             // The common case: done, nothing to publish, nothing to wait for.
             Inline::Done(Ok(replies)) if replies.is_empty() && emits.is_none() => {
                 shared.handled(rec, topic, event, 0);
-                self.finished_inline(slot, rec.offset, Vec::new());
+                self.finished_inline(slot, rec.offset, Unsettled::done());
                 None
             }
             Inline::Pending(fut) => Some(Resume::Running { fut, emits }),
@@ -739,6 +751,15 @@ impl Loop<'_> {
             lane,
             released: false,
         };
+        let handler = first_handler(shared, topic_idx, event.as_deref());
+        let s = &self.slots[slot];
+        self.watch.enter(
+            (slot, gen, rec.offset),
+            Stage::Handler,
+            &s.topic,
+            s.partition,
+            handler,
+        );
         let detached = rec.detach();
         let event = event.map(Cow::into_owned);
         let fut = shared.clone().handle(detached, topic_idx, event, resume);
@@ -747,8 +768,8 @@ impl Loop<'_> {
     }
 
     /// A message that needs nothing more than its deliveries.
-    fn finished_inline(&mut self, slot: usize, offset: i64, deliveries: Vec<Delivery>) {
-        if deliveries.iter().all(|d| matches!(d, Delivery::Done)) {
+    fn finished_inline(&mut self, slot: usize, offset: i64, deliveries: Unsettled) {
+        if deliveries.is_done() {
             let s = &mut self.slots[slot];
             if s.tracker.finished_now(offset) {
                 publish_committable(s);
@@ -756,7 +777,7 @@ impl Loop<'_> {
             return;
         }
         self.slots[slot].tracker.started(offset);
-        let held = deliveries.iter().any(Delivery::is_held);
+        let held = deliveries.is_held();
         if !held {
             self.started_one();
         }
@@ -767,32 +788,48 @@ impl Loop<'_> {
             lane: None,
             released: held,
         };
+        self.watch_settling(ticket, held);
         self.settle(ticket, deliveries);
     }
 
-    fn settle(&mut self, ticket: Ticket, deliveries: Vec<Delivery>) {
+    fn settle(&mut self, ticket: Ticket, deliveries: Unsettled) {
         let shared = self.shared.clone();
         self.settling.push(Box::pin(async move {
-            shared.outbound.settle(deliveries).await;
+            shared.settle(deliveries).await;
             ticket
         }));
     }
 
     /// A message's handlers are done: free its lane, then wait for its deliveries.
-    fn on_handled(&mut self, mut ticket: Ticket, deliveries: Vec<Delivery>) {
+    fn on_handled(&mut self, mut ticket: Ticket, deliveries: Unsettled) {
         if let Some(lane) = ticket.lane {
             self.start_next_in_lane(lane);
         }
-        if deliveries.iter().any(Delivery::is_held) {
+        if deliveries.is_held() {
             // Held by an open aggregate: out of the bound now, committed later.
             self.finished_one();
             ticket.released = true;
         }
-        if deliveries.iter().all(|d| matches!(d, Delivery::Done)) {
+        if deliveries.is_done() {
             self.on_settled(ticket);
         } else {
+            self.watch_settling(ticket, ticket.released);
             self.settle(ticket, deliveries);
         }
+    }
+
+    /// The message's outcome is decided; it waits for its records'
+    /// acknowledgements, or for its aggregate.
+    fn watch_settling(&mut self, ticket: Ticket, held: bool) {
+        let stage = if held { Stage::Aggregate } else { Stage::Acks };
+        let s = &self.slots[ticket.slot];
+        self.watch.enter(
+            (ticket.slot, ticket.gen, ticket.offset),
+            stage,
+            &s.topic,
+            s.partition,
+            None,
+        );
     }
 
     /// Starts the next waiting message of a lane, skipping those whose
@@ -801,6 +838,8 @@ impl Loop<'_> {
         while let Some(w) = self.lanes.release(lane) {
             let slot = &self.slots[w.ticket.slot];
             if slot.shared.gen != w.ticket.gen || slot.shared.revoked.load(Ordering::Relaxed) {
+                self.watch
+                    .leave((w.ticket.slot, w.ticket.gen, w.ticket.offset));
                 self.finished_one();
                 continue;
             }
@@ -808,6 +847,12 @@ impl Loop<'_> {
             let rec = Record::owned(&w.msg);
             let topic = shared.table.topic(w.topic_idx);
             let route = topic.route(w.event.as_deref());
+            let handler = route
+                .and_then(|r| r.handlers.first())
+                .map(|h| h.name.clone());
+            let (key, s) = ((w.ticket.slot, w.ticket.gen, w.ticket.offset), slot);
+            self.watch
+                .enter(key, Stage::Handler, &s.topic, s.partition, handler);
             shared.before(&rec, topic, w.event.as_deref(), route);
             let span = message_span(&rec, topic, w.event.as_deref(), route);
             let ticket = w.ticket;
@@ -820,6 +865,7 @@ impl Loop<'_> {
 
     /// Everything the message published is acknowledged: its offset is finished.
     fn on_settled(&mut self, ticket: Ticket) {
+        self.watch.leave((ticket.slot, ticket.gen, ticket.offset));
         if !ticket.released {
             self.finished_one();
         }
@@ -881,6 +927,16 @@ impl Loop<'_> {
             tracing::trace!(partitions = tpl.count(), "committed");
         }
     }
+}
+
+/// The name of the handler a message goes to (the first, with fan-out).
+fn first_handler(
+    shared: &Shared,
+    topic_idx: usize,
+    event: Option<&str>,
+) -> Option<Cow<'static, str>> {
+    let route = shared.table.topic(topic_idx).route(event)?;
+    route.handlers.first().map(|h| h.name.clone())
 }
 
 /// The first attempt of a message on the fast path.

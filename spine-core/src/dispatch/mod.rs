@@ -24,8 +24,8 @@ mod stats;
 pub(crate) mod unwind;
 
 use dead_letter::{dead_letter_record, error_event};
-use outcome::HandlerFailure;
-pub(crate) use outcome::{MessageOutcome, Resume};
+use outcome::{HandlerFailure, Source};
+pub(crate) use outcome::{MessageOutcome, Resume, Unsettled};
 pub(crate) use stats::Stats;
 pub use stats::StatsSnapshot;
 
@@ -161,7 +161,7 @@ impl Shared {
         topic_idx: usize,
         event: Option<String>,
         resume: Resume,
-    ) -> Vec<Delivery> {
+    ) -> Unsettled {
         let rec = Record::owned(&msg);
         let topic = self.table.topic(topic_idx);
         if let Resume::Finished { replies, emits } = resume {
@@ -344,7 +344,7 @@ impl Shared {
         topic: &TopicRoutes,
         event: Option<&str>,
         mut out: MessageOutcome,
-    ) -> Vec<Delivery> {
+    ) -> Unsettled {
         let needed: Vec<(String, Option<String>)> = out
             .replies
             .iter()
@@ -383,8 +383,9 @@ impl Shared {
         self.finish(rec, topic, event, out)
     }
 
-    /// Counts a message whose handlers all succeeded. Called directly by the
-    /// consumer's fast path for a handler that finished with nothing to publish.
+    /// Counts a message whose handlers all succeeded, and whose replies the
+    /// broker acknowledged. Called directly by the consumer's fast path for a
+    /// handler that finished with nothing to publish.
     pub(crate) fn handled(
         &self,
         rec: &Record<'_>,
@@ -394,6 +395,10 @@ impl Shared {
     ) {
         self.stats.handled();
         topic.metrics.handled.increment(1);
+        if replies > 0 {
+            self.stats.replied(replies as u64);
+            topic.metrics.produced.increment(replies as u64);
+        }
         if !self.middleware.is_empty() {
             let event = topic.event_or(rec, event);
             self.after(
@@ -422,7 +427,7 @@ impl Shared {
         rec: &Record<'_>,
         topic: &TopicRoutes,
         event: Option<&str>,
-    ) -> Vec<Delivery> {
+    ) -> Unsettled {
         topic.metrics.unknown_event.increment(1);
         match topic.unknown {
             UnknownEvent::Skip => {
@@ -445,7 +450,7 @@ impl Shared {
                 if !self.middleware.is_empty() {
                     self.after(&Self::info(rec, event, None), &Outcome::Skipped);
                 }
-                Vec::new()
+                Unsettled::done()
             }
             UnknownEvent::DeadLetter => {
                 let message = match event {
@@ -469,14 +474,15 @@ impl Shared {
     }
 
     /// Ends a message: produces its replies, or its dead-letter record and
-    /// error event. Returns the deliveries to await before committing.
+    /// error event. Returns what to await before committing; a message whose
+    /// replies are not acknowledged yet is counted handled by [`Shared::settle`].
     pub(crate) fn finish(
         &self,
         rec: &Record<'_>,
         topic: &TopicRoutes,
         event: Option<&str>,
         mut out: MessageOutcome,
-    ) -> Vec<Delivery> {
+    ) -> Unsettled {
         let mut deliveries = std::mem::take(&mut out.emits);
         let n_replies = out.replies.len();
         if n_replies > 0 {
@@ -491,12 +497,23 @@ impl Shared {
                     }),
                 }
             }
-            self.stats.replied(n_replies as u64);
-            topic.metrics.produced.increment(n_replies as u64);
         }
         if out.failures.is_empty() {
-            self.handled(rec, topic, event, n_replies);
-            return deliveries;
+            if !deliveries.iter().any(Delivery::is_record) {
+                self.handled(rec, topic, event, n_replies);
+                return Unsettled::records(deliveries);
+            }
+            // Counted once the broker acknowledged them; kept to be
+            // dead-lettered if one of them is refused for good.
+            let event = topic.event_or(rec, event).map(Cow::into_owned);
+            return Unsettled {
+                deliveries,
+                source: Some(Box::new(Source {
+                    msg: rec.detach(),
+                    event,
+                    replies: Some(n_replies),
+                })),
+            };
         }
         self.stats.dead_lettered();
         // Routing may not have needed the event name; the dead letter does.
@@ -544,7 +561,60 @@ impl Shared {
                 );
             }
         }
-        deliveries
+        Unsettled::records(deliveries)
+    }
+}
+
+impl Shared {
+    /// Waits for a decided message's records. A message whose records were
+    /// all acknowledged counts as handled now (if it succeeded). A record
+    /// refused for good fails the message with kind `publish`: it goes to the
+    /// dead-letter topic, whose record is retried until it is taken.
+    pub(crate) async fn settle(&self, unsettled: Unsettled) {
+        let settled = self.outbound.settle(unsettled.deliveries).await;
+        self.stats.publish_retried(settled.retries);
+        let Some(source) = unsettled.source else {
+            if let Some(f) = settled.refused {
+                tracing::error!(topic = %f.topic, error = %f.error, "a record was refused for good");
+                self.stats.publish_failed();
+            }
+            return;
+        };
+        let rec = Record::owned(&source.msg);
+        let Some(topic) = self
+            .table
+            .topic_index(rec.topic)
+            .map(|i| self.table.topic(i))
+        else {
+            return;
+        };
+        let event = source.event.as_deref();
+        let Some(refused) = settled.refused else {
+            if let Some(replies) = source.replies {
+                self.handled(&rec, topic, event, replies);
+            }
+            return;
+        };
+        self.stats.publish_failed();
+        let failure = Failure {
+            kind: FailureKind::Publish,
+            message: format!(
+                "the broker refused {} to `{}` for good: {}",
+                refused.kind.describe(),
+                refused.topic,
+                refused.error
+            ),
+            fatal: true,
+            code: None,
+            headers: vec![(
+                crate::headers::dead_letter::PUBLISH_TOPIC.to_owned(),
+                refused.topic,
+            )],
+        };
+        let dead = self.finish(&rec, topic, event, MessageOutcome::failed(None, failure));
+        // Dead letters are never given up, so this ends once they are taken.
+        let settled = self.outbound.settle(dead.deliveries).await;
+        self.stats.publish_retried(settled.retries);
     }
 }
 

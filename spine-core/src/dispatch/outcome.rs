@@ -1,8 +1,11 @@
 //! What handling one message produced ([`MessageOutcome`]: replies, failures,
-//! emitted events) and how the slow path resumes a message ([`Resume`]).
+//! emitted events), what a decided message still waits for ([`Unsettled`]),
+//! and how the slow path resumes a message ([`Resume`]).
 
 use std::borrow::Cow;
 use std::sync::Arc;
+
+use rdkafka::message::OwnedMessage;
 
 use crate::dispatch::extract::EmitLog;
 use crate::dispatch::handler::{HandlerDescriptor, HandlerFuture};
@@ -80,5 +83,55 @@ impl MessageOutcome {
             }),
         }
         out
+    }
+}
+
+/// A message whose outcome is decided, and what it still waits for: the
+/// acknowledgements of its records, or an open aggregate's release.
+pub(crate) struct Unsettled {
+    pub(crate) deliveries: Vec<Delivery>,
+    /// The message, kept while one of its records is unacknowledged: a record
+    /// refused for good sends it to the dead-letter topic instead.
+    pub(super) source: Option<Box<Source>>,
+}
+
+/// The message behind unacknowledged records.
+pub(super) struct Source {
+    pub(super) msg: OwnedMessage,
+    pub(super) event: Option<String>,
+    /// For a message whose handlers succeeded: its replies. It counts as
+    /// handled (and they as replied) once the broker acknowledged them.
+    pub(super) replies: Option<usize>,
+}
+
+impl Unsettled {
+    /// Records to wait for, with no message behind them to fail.
+    pub(crate) fn records(deliveries: Vec<Delivery>) -> Self {
+        Unsettled {
+            deliveries,
+            source: None,
+        }
+    }
+
+    /// Nothing to wait for.
+    pub(crate) fn done() -> Self {
+        Unsettled::records(Vec::new())
+    }
+
+    /// Whether nothing is left to wait for.
+    pub(crate) fn is_done(&self) -> bool {
+        self.deliveries.iter().all(|d| matches!(d, Delivery::Done))
+    }
+
+    /// Whether an open aggregate holds the message.
+    pub(crate) fn is_held(&self) -> bool {
+        self.deliveries.iter().any(Delivery::is_held)
+    }
+
+    /// The same, without the aggregate's hold: for callers that do not wait
+    /// for an aggregate to complete (`TestApp`, a replay).
+    pub(crate) fn without_hold(mut self) -> Self {
+        self.deliveries.retain(|d| !d.is_held());
+        self
     }
 }

@@ -87,6 +87,15 @@ pub enum RequestError {
         /// The request's event name.
         event: String,
     },
+    /// The broker refused the request record for good (too large, an invalid
+    /// or unknown topic, no right to write it).
+    #[error("the broker refused the request to `{topic}` for good: {reason}")]
+    Refused {
+        /// The request's topic.
+        topic: String,
+        /// The broker's or librdkafka's error.
+        reason: String,
+    },
 }
 
 /// A stand-in responder for `TestApp`: request JSON in, response JSON out.
@@ -502,12 +511,22 @@ impl Context {
         let after = timeout.unwrap_or(requests.default_timeout);
         let outbound = &self.shared.outbound;
         let waited = tokio::time::timeout(after, async move {
-            outbound.settle(vec![outbound.enqueue(rec)]).await;
-            rx.await
+            let settled = outbound.settle(vec![outbound.enqueue(rec)]).await;
+            match settled.refused {
+                Some(f) => Ok(Err(f)),
+                None => rx.await.map(Ok),
+            }
         })
         .await;
         match waited {
-            Ok(Ok(response)) => Ok(response.payload),
+            Ok(Ok(Ok(response))) => Ok(response.payload),
+            Ok(Ok(Err(refused))) => {
+                requests.forget(&request_id);
+                Err(RequestError::Refused {
+                    topic: refused.topic,
+                    reason: refused.error.to_string(),
+                })
+            }
             Ok(Err(_)) => Err(RequestError::ReplyTopic {
                 topic: requests.reply_topic.clone(),
                 reason: "the response listener stopped".to_owned(),

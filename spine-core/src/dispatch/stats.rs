@@ -16,6 +16,8 @@ pub(crate) struct Stats {
     aggregates_completed: AtomicU64,
     aggregates_expired: AtomicU64,
     codec_waits: AtomicU64,
+    publish_failed: AtomicU64,
+    publish_retried: AtomicU64,
 }
 
 /// A snapshot of the app's counters.
@@ -23,9 +25,10 @@ pub(crate) struct Stats {
 pub struct StatsSnapshot {
     /// Messages received.
     pub consumed: u64,
-    /// Messages whose handlers succeeded.
+    /// Messages whose handlers succeeded and whose records the broker
+    /// acknowledged.
     pub handled: u64,
-    /// Replies produced.
+    /// Replies the broker acknowledged.
     pub replied: u64,
     /// Messages sent to a dead-letter topic (or dropped, if dead-lettering is off).
     pub dead_lettered: u64,
@@ -43,6 +46,11 @@ pub struct StatsSnapshot {
     pub aggregates_expired: u64,
     /// Times a message waited for its codec's source (the schema registry).
     pub codec_waits: u64,
+    /// Messages that failed because a record they published was refused for
+    /// good (failure kind `publish`).
+    pub publish_failed: u64,
+    /// Records sent again after a refusal worth retrying.
+    pub publish_retried: u64,
 }
 
 impl Stats {
@@ -94,6 +102,14 @@ impl Stats {
         Self::add(&self.codec_waits, 1);
     }
 
+    pub(crate) fn publish_failed(&self) {
+        Self::add(&self.publish_failed, 1);
+    }
+
+    pub(crate) fn publish_retried(&self, n: u64) {
+        Self::add(&self.publish_retried, n);
+    }
+
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
@@ -108,6 +124,8 @@ impl Stats {
             aggregates_completed: l(&self.aggregates_completed),
             aggregates_expired: l(&self.aggregates_expired),
             codec_waits: l(&self.codec_waits),
+            publish_failed: l(&self.publish_failed),
+            publish_retried: l(&self.publish_retried),
         }
     }
 }

@@ -2,6 +2,9 @@
 //! error events. Owns the CloudEvents headers, the producer (or, under
 //! [`crate::testing::TestApp`], an in-memory sink) and delivery tracking: a
 //! message's offset is committed only after what it published is acknowledged.
+//!
+//! `delivery`: waiting for acknowledgements, and which refusals are retried
+//! and which fail the message.
 
 use std::sync::{Arc, OnceLock};
 
@@ -9,10 +12,14 @@ use parking_lot::Mutex;
 use std::time::{Duration, SystemTime};
 
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+mod delivery;
+
+pub(crate) use delivery::Delivery;
 
 use crate::config::Config;
 use crate::error::Error;
@@ -20,7 +27,6 @@ use crate::headers::{
     CE_CAUSATION_ID, CE_CORRELATION_ID, CE_ID, CE_SOURCE, CE_SPECVERSION, CE_TIME, CE_TYPE,
     CONTENT_TYPE,
 };
-use crate::metrics as m;
 use crate::record::Record;
 
 /// Why something was published.
@@ -39,6 +45,20 @@ pub enum SentKind {
     Publish,
     /// A request sent with [`crate::Context::request`].
     Request,
+}
+
+impl SentKind {
+    /// What the record is, in a sentence: "a reply".
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            SentKind::Reply => "a reply",
+            SentKind::Emit => "an emitted event",
+            SentKind::DeadLetter => "a dead letter",
+            SentKind::ErrorEvent => "an error event",
+            SentKind::Publish => "a published record",
+            SentKind::Request => "a request",
+        }
+    }
 }
 
 /// A record as it was handed to the producer.
@@ -177,6 +197,7 @@ pub(crate) enum Outbound {
 pub(crate) struct LazyProducer {
     config: ClientConfig,
     producer: OnceLock<FutureProducer>,
+    warnings: delivery::Warnings,
 }
 
 impl LazyProducer {
@@ -208,6 +229,7 @@ impl Outbound {
         Ok(Outbound::Kafka(Arc::new(LazyProducer {
             config: producer_config(config)?,
             producer: OnceLock::new(),
+            warnings: Default::default(),
         })))
     }
 
@@ -241,6 +263,7 @@ impl Outbound {
                 };
                 match sent {
                     Ok(fut) => Delivery::Kafka { fut, kind },
+                    Err(e) if delivery::is_permanent(&e) => Delivery::Refused(rec, e),
                     Err(e) => {
                         tracing::debug!(topic = %rec.topic, error = %e, "producer queue refused a record; will retry");
                         Delivery::Unsent(rec)
@@ -248,68 +271,6 @@ impl Outbound {
                 }
             }
         }
-    }
-
-    /// Waits until every delivery is acknowledged, re-sending failed ones with
-    /// backoff. Returns only when all are delivered: a record that cannot be
-    /// delivered holds back its message's offset, it is never dropped.
-    pub(crate) async fn settle(&self, deliveries: Vec<Delivery>) {
-        for d in deliveries {
-            let mut delivery = d;
-            let mut wait = Duration::from_millis(50);
-            loop {
-                let failed = match delivery {
-                    Delivery::Done => break,
-                    Delivery::Kafka { fut, kind } => match fut.await {
-                        Ok(Ok(_)) => break,
-                        Ok(Err((e, msg))) => {
-                            tracing::warn!(topic = msg_topic(&msg), error = %e, "delivery failed; retrying");
-                            OutRecord::from_returned(kind, &msg)
-                        }
-                        Err(_canceled) => {
-                            // The producer was dropped: only happens at exit. The
-                            // offset stays uncommitted and the message is re-delivered.
-                            return std::future::pending::<()>().await;
-                        }
-                    },
-                    Delivery::Unsent(rec) => rec,
-                    Delivery::Held(rx) => match rx.await {
-                        Ok(()) => break,
-                        // Released without completing (the app is stopping):
-                        // the offset stays uncommitted and is re-delivered.
-                        Err(_) => return std::future::pending::<()>().await,
-                    },
-                };
-                metrics::counter!(m::PRODUCE_ERRORS, "topic" => failed.topic.clone()).increment(1);
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-                delivery = self.enqueue(failed);
-            }
-        }
-    }
-}
-
-fn msg_topic(m: &OwnedMessage) -> String {
-    use rdkafka::Message;
-    m.topic().to_owned()
-}
-
-/// A record handed to the producer, not yet acknowledged.
-pub(crate) enum Delivery {
-    Done,
-    Kafka {
-        fut: DeliveryFuture,
-        kind: SentKind,
-    },
-    Unsent(OutRecord),
-    /// Not a record: the message's offset is held (by an open aggregate)
-    /// until this fires.
-    Held(tokio::sync::oneshot::Receiver<()>),
-}
-
-impl Delivery {
-    pub(crate) fn is_held(&self) -> bool {
-        matches!(self, Delivery::Held(_))
     }
 }
 
