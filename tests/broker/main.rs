@@ -1,7 +1,8 @@
 //! The end-to-end tests that need a Kafka-protocol broker, in one test binary:
 //! routing, replies, dead letters and commits; delivery guarantees; Avro with
 //! the dev registry and Python's confluent-kafka; pipelines; aggregation;
-//! request-reply; replay; panicking handlers.
+//! request-reply; replay; panicking handlers; records refused for good and a
+//! paused broker.
 //!
 //! They need a broker: `scripts/test` installs tansu, starts it on a free
 //! loopback port and sets `SPINE_TEST_BOOTSTRAP`. Without it every test here
@@ -17,5 +18,6 @@ mod delivery;
 mod dispatch;
 mod panic;
 mod pipeline;
+mod publish;
 mod replay;
 mod request;

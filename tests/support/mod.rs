@@ -120,6 +120,25 @@ impl OwnBroker {
         OwnBroker { child, bootstrap }
     }
 
+    /// Stops it in its tracks (SIGSTOP): connections stay open, nothing is
+    /// answered, nothing is lost.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused broker go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill {sig} the broker");
+    }
+
     /// Kills it (SIGKILL) and waits until it is gone.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -298,7 +317,17 @@ pub fn end_offsets(topic: &str) -> HashMap<i32, i64> {
 
 /// The offsets `group` has committed for `topic`, by partition (absent: none).
 pub fn committed(group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
-    let consumer: BaseConsumer = client_config()
+    committed_at(&bootstrap(), group, topic, partitions)
+}
+
+/// [`committed`] on the broker at `bootstrap`.
+pub fn committed_at(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> HashMap<i32, i64> {
+    let consumer: BaseConsumer = client_config_at(bootstrap)
         .set("group.id", group)
         .create()
         .expect("consumer");
