@@ -504,13 +504,13 @@ impl Shared {
                 return Unsettled::records(deliveries);
             }
             // Counted once the broker acknowledged them; kept to be
-            // dead-lettered if one of them is refused for good.
-            let event = topic.event_or(rec, event).map(Cow::into_owned);
+            // dead-lettered if one of them is refused for good. The event
+            // name is read from the copy only if it is needed then.
             return Unsettled {
                 deliveries,
                 source: Some(Box::new(Source {
                     msg: rec.detach(),
-                    event,
+                    event: event.map(str::to_owned),
                     replies: Some(n_replies),
                 })),
             };
@@ -588,6 +588,8 @@ impl Shared {
         else {
             return;
         };
+        // The event name, if routing did not read it: `handled` and `finish`
+        // read it from the record when they need it.
         let event = source.event.as_deref();
         let Some(refused) = settled.refused else {
             if let Some(replies) = source.replies {
