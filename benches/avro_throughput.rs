@@ -3,7 +3,7 @@
 //! in the Confluent wire format.
 //!
 //! ```sh
-//! scripts/bench --avro                     # starts tansu, then runs this
+//! scripts/bench --avro                     # starts nisshi, then runs this
 //! ```
 //!
 //! | side         | what it does per message                                       |

@@ -2,7 +2,7 @@
 //! same broker and the same pre-produced topic of JSON orders.
 //!
 //! ```sh
-//! scripts/bench                          # starts tansu, then runs this
+//! scripts/bench                          # starts nisshi, then runs this
 //! scripts/bench --runs 8 --messages 200000
 //! ```
 //!
@@ -21,7 +21,7 @@
 //! parses (and allocates) a message's headers on first access.
 //!
 //! Every consumer uses `fetch.wait.max.ms=10` (with librdkafka's default,
-//! tansu's fetch wait caps any fast consumer and the bench would measure the
+//! the broker's fetch wait caps any fast consumer and the bench would measure the
 //! broker) and `fetch.queue.backoff.ms=20`, Spine's default (librdkafka's 1 s
 //! stalls any consumer that is slower than the fetcher). Throughput is
 //! measured from the first message to the last, so group joins do not count;

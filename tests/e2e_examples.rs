@@ -1,5 +1,5 @@
 //! The pipeline and aggregate examples as long-lived services on a real
-//! broker (tansu, started by `scripts/test`): events in, results out, and a
+//! broker (nisshi, started by `scripts/test`): events in, results out, and a
 //! clean exit on SIGTERM. A test binary of their own, so that nothing else
 //! writes to their topics meanwhile.
 

@@ -1,5 +1,5 @@
 //! The examples, run as real processes. The main one (`orders`) in demo mode
-//! on the embedded mock cluster, and as a service on tansu, killed with
+//! on the embedded mock cluster, and as a service on the test broker, killed with
 //! SIGKILL part-way through 20,000 orders and restarted: nothing may be lost.
 //! A test binary of its own: it runs child processes and kills them, and its
 //! 20,000-order run should not share the machine's two cores with other tests.
@@ -113,7 +113,6 @@ fn start_service(group: &str, log: &str) -> Child {
         .env("SPINE_KAFKA__SESSION_TIMEOUT_MS", "6000")
         .env("SPINE_KAFKA__HEARTBEAT_INTERVAL_MS", "500")
         .env("SPINE_KAFKA__FETCH_WAIT_MAX_MS", "10")
-        .env("SPINE_DISPATCH__COMMIT_INTERVAL", "200ms")
         .env("SPINE_RETRY__BACKOFF", "20ms")
         .stdout(Stdio::null())
         .stderr(logfile)
@@ -233,8 +232,7 @@ async fn kill_9_mid_stream_loses_no_order() {
             }
         }
     }
-    // The end of each partition, from the delivery reports: tansu 0.6's
-    // ListOffsets under-reports the high watermark after concurrent produces.
+    // The end of each partition, from the delivery reports.
     let mut end: HashMap<i32, i64> = HashMap::new();
     for f in pending {
         let d = f.await.expect("delivery").expect("delivered");

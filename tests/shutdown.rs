@@ -1,5 +1,5 @@
 //! Graceful shutdown when the broker is gone: the orders example, run as a
-//! service process with `spine::run`, against a tansu broker of the test's
+//! service process with `spine::run`, against a broker (nisshi) of the test's
 //! own that the test kills. A SIGTERM must end the process within
 //! `shutdown_timeout + commit_timeout`, with exit status 3 and one log line
 //! naming the offsets handled but not committed; a second SIGTERM ends it at

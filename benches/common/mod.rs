@@ -39,7 +39,7 @@ pub fn bootstrap() -> String {
     std::env::var("SPINE_BENCH_BOOTSTRAP").unwrap_or_else(|_| {
         eprintln!(
             "SPINE_BENCH_BOOTSTRAP is not set: run the benchmark with `scripts/bench`, which starts \
-             a tansu broker, or point SPINE_BENCH_BOOTSTRAP at a broker you started yourself."
+             the test broker (nisshi), or point SPINE_BENCH_BOOTSTRAP at a broker you started yourself."
         );
         std::process::exit(2)
     })

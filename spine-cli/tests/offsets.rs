@@ -1,4 +1,4 @@
-//! `spine offsets reset` on a real broker (tansu, started by `scripts/test`),
+//! `spine offsets reset` on a real broker (nisshi, started by `scripts/test`),
 //! checked with an independent client: to earliest, to an offset, to a time,
 //! to latest; and the refusal while the group has an active member.
 
@@ -17,7 +17,7 @@ use common::text;
 
 fn bootstrap() -> String {
     std::env::var("SPINE_TEST_BOOTSTRAP")
-        .expect("SPINE_TEST_BOOTSTRAP: run with scripts/test, which starts tansu")
+        .expect("SPINE_TEST_BOOTSTRAP: run with scripts/test, which starts the broker")
 }
 
 fn spine(args: &[&str]) -> Output {

@@ -1,4 +1,4 @@
-//! End-to-end aggregation on a real broker (tansu, started by
+//! End-to-end aggregation on a real broker (nisshi, started by
 //! `scripts/test`): orders and payments joined by order id; an aggregate that
 //! completes; one that expires to the dead-letter topic with the parts it had;
 //! and a crash in the middle, after which a restart completes every aggregate.

@@ -1,4 +1,4 @@
-//! Avro end to end, on tansu with the dev registry over HTTP: wire
+//! Avro end to end, on the test broker with the dev registry over HTTP: wire
 //! compatibility with Python's confluent-kafka (its AvroSerializer writes what
 //! Spine reads; Spine writes what its AvroDeserializer reads), and a registry
 //! outage during which messages wait, then are all handled.

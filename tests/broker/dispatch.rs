@@ -1,5 +1,5 @@
 //! End-to-end: routing, replies, dead-lettering and commits on a real broker
-//! (tansu, started by `scripts/test`).
+//! (nisshi, started by `scripts/test`).
 //!
 //! Every message carries this run's id and assertions only look at records
 //! with it, so the tests also pass against a long-lived development broker.

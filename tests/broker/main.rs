@@ -4,7 +4,7 @@
 //! request-reply; replay; panicking handlers; records refused for good and a
 //! paused broker.
 //!
-//! They need a broker: `scripts/test` installs tansu, starts it on a free
+//! They need a broker: `scripts/test` installs nisshi, starts it on a free
 //! loopback port and sets `SPINE_TEST_BOOTSTRAP`. Without it every test here
 //! fails at once, saying so (`support::bootstrap`). Each test uses topics and
 //! groups of its own, so they run in parallel.
@@ -16,6 +16,7 @@ mod aggregate;
 mod avro;
 mod delivery;
 mod dispatch;
+mod fetch;
 mod panic;
 mod pipeline;
 mod publish;

@@ -1,4 +1,4 @@
-//! End-to-end `#[pipeline]` on a real broker (tansu, started by
+//! End-to-end `#[pipeline]` on a real broker (nisshi, started by
 //! `scripts/test`): steps run in order with typed values between them, `None`
 //! ends a pipeline (committed, nothing published), a failing step reaches the
 //! dead-letter topic with its name, a publishing step publishes and the

@@ -124,7 +124,8 @@ async fn a_reply_over_the_size_limit_dead_letters_its_message_and_the_rest_commi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_to_an_invalid_topic_dead_letters_its_message_and_the_rest_commits() {
-    // tansu has no ACLs; a name Kafka forbids stands in for a forbidden topic.
+    // The test broker has no ACLs; a name Kafka forbids stands in for a
+    // topic the app may not write to.
     one_reply_refused(Some("no such/topic!"), 10, "no such/topic!").await;
 }
 
@@ -135,12 +136,10 @@ async fn a_paused_broker_is_waited_for_and_nothing_is_dead_lettered() {
     create_topics_at(&broker.bootstrap, &[input, out, "pause.in.dlq"], 1).await;
     let group = unique("pause");
     let mut cfg = config(&group);
-    // A session that outlasts the pause: tansu 0.6 does not recover a group
-    // whose member timed out while it was paused (the rejoin loops on
-    // "Unknown member" with the old member as leader, for minutes).
+    // The 10 s pause outlasts the 6 s session: the member times out and
+    // rejoins once the broker is back.
     cfg.set_kafka("bootstrap.servers", &broker.bootstrap)
-        .set_kafka("auto.offset.reset", "earliest")
-        .set_kafka("session.timeout.ms", "30000");
+        .set_kafka("auto.offset.reset", "earliest");
     cfg.app.topics = vec![input.to_owned()];
     let run = unique("run");
     let asks: Vec<(String, String, usize)> = (0..30)
@@ -202,8 +201,7 @@ async fn a_paused_broker_is_waited_for_and_nothing_is_dead_lettered() {
         );
         seen.extend(ids(&read));
     }
-    // 30 records at offsets 0..=29 (tansu's end offset is not to be trusted
-    // after a batch of several records).
+    // 30 records at offsets 0..=29.
     let ends = HashMap::from([(0, 30)]);
     eventually(
         Duration::from_secs(30),

@@ -1,4 +1,4 @@
-//! `replay` on a real broker (tansu, started by `scripts/test`): a range of
+//! `replay` on a real broker (nisshi, started by `scripts/test`): a range of
 //! offsets goes through the same handlers again, the live group's committed
 //! offsets do not move, nothing is published without `--publish`, and with it
 //! exactly the range's replies are. Checked with independent clients.
@@ -82,9 +82,6 @@ async fn replay_reprocesses_a_range_without_touching_the_live_group() {
 
     // Dry run (the library call the CLI makes): the range's replies are
     // reported, not published.
-    // tansu 0.6 reports a partition's end as the last batch's base offset
-    // + 1, so the figure can sit below the true end; it is stable, though,
-    // and any publish adds a batch and moves it.
     let accepted_end = end_offsets("replay.accepted")[&0];
     let mut steps = 0;
     let report = builder()

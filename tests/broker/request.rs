@@ -1,4 +1,4 @@
-//! End-to-end request-reply on a real broker (tansu, started by
+//! End-to-end request-reply on a real broker (nisshi, started by
 //! `scripts/test`): 200 concurrent requests from two requester apps sharing
 //! one reply topic, each answered correctly and to the right requester; and a
 //! request nobody answers, which times out with a named error.

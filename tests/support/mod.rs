@@ -1,4 +1,4 @@
-//! Helpers for the end-to-end tests: the tansu broker started by `scripts/test`,
+//! Helpers for the end-to-end tests: the broker (nisshi) started by `scripts/test`,
 //! topic creation, producing, reading topics back with an independent consumer,
 //! and reading a group's committed offsets.
 #![allow(dead_code)] // each test binary uses a different subset
@@ -16,12 +16,12 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use spine::Config;
 
-/// The broker address. Set by `scripts/test`, which starts tansu for the run.
+/// The broker address. Set by `scripts/test`, which starts the broker for the run.
 pub fn bootstrap() -> String {
     std::env::var("SPINE_TEST_BOOTSTRAP").unwrap_or_else(|_| {
         panic!(
             "SPINE_TEST_BOOTSTRAP is not set. The end-to-end tests need a Kafka-protocol broker: \
-             run them with `scripts/test`, which installs and starts tansu, or start one with \
+             run them with `scripts/test`, which installs and starts nisshi, or start one with \
              `scripts/broker` and export SPINE_TEST_BOOTSTRAP=<host:port>"
         )
     })
@@ -36,7 +36,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// An app configuration for tests: the test broker, a fresh group, fast
-/// group joins (tansu waits `session.timeout.ms`/2 in a join), quick retries
+/// group joins (a short session timeout), quick retries
 /// and commits.
 pub fn config(group: &str) -> Config {
     let mut c = Config::from_toml(
@@ -71,8 +71,9 @@ fn client_config_at(bootstrap: &str) -> ClientConfig {
     cc
 }
 
-/// A tansu broker of the test's own on a free loopback port, for tests that
-/// stop the broker. `scripts/test` names the binary in `SPINE_TEST_TANSU`.
+/// A broker (nisshi) of the test's own on a free loopback port, for tests
+/// that stop the broker. `scripts/test` names the binary in
+/// `SPINE_TEST_BROKER_BIN`.
 /// Killed when dropped.
 pub struct OwnBroker {
     child: std::process::Child,
@@ -83,11 +84,11 @@ pub struct OwnBroker {
 impl OwnBroker {
     /// Starts it and waits until it accepts connections.
     pub fn start() -> OwnBroker {
-        let bin = std::env::var("SPINE_TEST_TANSU").unwrap_or_else(|_| {
+        let bin = std::env::var("SPINE_TEST_BROKER_BIN").unwrap_or_else(|_| {
             panic!(
-                "SPINE_TEST_TANSU is not set. This test stops a broker of its own: run it with \
-                 `scripts/test`, which installs tansu and sets it, or export \
-                 SPINE_TEST_TANSU=~/.cache/spine/tansu-0.6.0/bin/tansu"
+                "SPINE_TEST_BROKER_BIN is not set. This test stops a broker of its own: run it \
+                 with `scripts/test`, which installs nisshi and sets it, or export \
+                 SPINE_TEST_BROKER_BIN=~/.cache/spine/nisshi-0.8.1/bin/nisshi"
             )
         });
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -103,17 +104,18 @@ impl OwnBroker {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", "memory://nisshi/"])
+            .args(["--group-initial-rebalance-delay", "0s"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("tansu starts");
+            .expect("the broker starts");
         let bootstrap = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&bootstrap).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "tansu did not listen on {bootstrap}"
+                "the broker did not listen on {bootstrap}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }

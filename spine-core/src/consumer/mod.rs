@@ -880,9 +880,9 @@ impl Loop<'_> {
     /// bound (`queued.max.messages.kbytes`, `queued.min.messages`) and stops
     /// fetching, so memory stays bounded. Deliberately not librdkafka's
     /// `pause`/`resume`: resuming discards the prefetched queue and fetches it
-    /// again from the position saved at the pause, and tansu 0.6 answers a
-    /// fetch from inside a record batch with the *next* batch, which loses the
-    /// rest of that batch.
+    /// again from the position saved at the pause. (On tansu 0.6, the old
+    /// test broker, that re-fetch from inside a record batch also lost the
+    /// rest of the batch; nisshi does not.)
     fn started_one(&mut self) {
         self.in_flight += 1;
         if self.in_flight == self.max_in_flight {
