@@ -168,7 +168,7 @@ pub(crate) enum SchemasCommand {
 pub(crate) enum OffsetsCommand {
     /// Moves a consumer group's committed offsets on a topic.
     #[command(
-        after_help = "Examples:\n  spine offsets reset --group orders-service --topic orders --to earliest\n  spine offsets reset --group orders-service --topic orders --to 2026-11-24T09:00:00Z\n  spine offsets reset --group orders-service --topic orders --to 1200 --force\n\nRefuses while the group has active members, unless --force."
+        after_help = "Examples:\n  spine offsets reset --group orders-service --topic orders --to earliest\n  spine offsets reset --group orders-service --topic orders --to 2026-11-24T09:00:00Z\n  spine offsets reset --group orders-service --topic orders --to 1200 --force\n\nRefuses while the group has active members. --force skips that check; a broker that checks commits against the group's members (Kafka does) then refuses the commit itself."
     )]
     Reset(ResetArgs),
 }
@@ -184,7 +184,8 @@ pub(crate) struct ResetArgs {
     /// `earliest`, `latest`, an offset, or an RFC 3339 time.
     #[arg(long, value_name = "WHERE")]
     pub(crate) to: String,
-    /// Reset even if the group has active members.
+    /// Skip the check for active members (a broker that checks commits
+    /// against the group's members, as Kafka does, still refuses them).
     #[arg(long)]
     pub(crate) force: bool,
     /// The brokers.

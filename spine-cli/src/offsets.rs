@@ -1,6 +1,7 @@
 //! `spine offsets reset`: moves a consumer group's committed offsets on a
 //! topic, printing them before and after, per partition.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -40,41 +41,52 @@ pub(crate) async fn reset(args: &ResetArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Refused(e.to_string()))?
 }
 
-/// Commits `offsets` and reads them back until the broker reports them, for
-/// at most `timeout`: a synchronous commit would wait for an unreachable
-/// group coordinator without a deadline.
+/// Commits `offsets` and reads them back. The synchronous commit runs on a
+/// thread of its own, waited for at most `timeout`: it waits for an
+/// unreachable group coordinator without a deadline.
 fn commit_confirmed(
-    c: &BaseConsumer,
+    c: &Arc<BaseConsumer>,
     offsets: &TopicPartitionList,
     timeout: Duration,
 ) -> Result<TopicPartitionList, CliError> {
-    let deadline = std::time::Instant::now() + timeout;
-    c.commit(offsets, CommitMode::Async)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (consumer, list) = (c.clone(), offsets.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(consumer.commit(&list, CommitMode::Sync));
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(CliError::Refused(format!(
+                "the broker refused the new offsets: {e}. A broker that checks commits against \
+                 the group's members (Kafka does) refuses them while the group has any: stop \
+                 its members, then run the command again"
+            )))
+        }
+        Err(_) => {
+            return Err(CliError::Refused(format!(
+                "the broker did not confirm the new offsets within {timeout:?}; check that it is \
+                 reachable, then run the command again"
+            )))
+        }
+    }
     let mut query = TopicPartitionList::new();
     for e in offsets.elements() {
         query.add_partition(e.topic(), e.partition());
     }
-    loop {
-        // Serves the commit's callback; nothing is consumed.
-        let _ = c.poll(Duration::ZERO);
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let now = c.committed_offsets(query.clone(), left.max(Duration::from_millis(100)))?;
-        let done = offsets.elements().iter().all(|e| {
-            now.find_partition(e.topic(), e.partition())
-                .is_some_and(|n| n.offset() == e.offset())
-        });
-        if done {
-            return Ok(now);
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(CliError::Refused(format!(
-                "the broker did not confirm the new offsets within {timeout:?}; check that it is \
-                 reachable (and that no member of the group commits over them), then run the \
-                 command again"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let now = c.committed_offsets(query, timeout)?;
+    let stored = offsets.elements().iter().all(|e| {
+        now.find_partition(e.topic(), e.partition())
+            .is_some_and(|n| n.offset() == e.offset())
+    });
+    if !stored {
+        return Err(CliError::Refused(
+            "the broker accepted the commit but reports other offsets; is a member of the group \
+             committing over them? Stop its members, then run the command again"
+                .into(),
+        ));
     }
+    Ok(now)
 }
 
 fn reset_blocking(
@@ -85,7 +97,7 @@ fn reset_blocking(
     force: bool,
 ) -> Result<(), CliError> {
     let timeout = Duration::from_secs(10);
-    let c = consumer(bootstrap, group)?;
+    let c = Arc::new(consumer(bootstrap, group)?);
     if !force {
         let groups = c.fetch_group_list(Some(group), timeout)?;
         if let Some(g) = groups.groups().iter().find(|g| g.name() == group) {
