@@ -16,6 +16,7 @@ mod aggregate;
 mod avro;
 mod delivery;
 mod dispatch;
+mod faults;
 mod fetch;
 mod panic;
 mod pipeline;

@@ -71,6 +71,14 @@ fn client_config_at(bootstrap: &str) -> ClientConfig {
     cc
 }
 
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// A broker (nisshi) of the test's own on a free loopback port, for tests
 /// that stop the broker. `scripts/test` names the binary in
 /// `SPINE_TEST_BROKER_BIN`.
@@ -84,6 +92,19 @@ pub struct OwnBroker {
 impl OwnBroker {
     /// Starts it and waits until it accepts connections.
     pub fn start() -> OwnBroker {
+        Self::advertising(None)
+    }
+
+    /// Starts it advertising `advertised` (a proxy's address) to clients, so
+    /// that every connection after the bootstrap goes there. `bootstrap` is
+    /// then the proxy's address too.
+    pub fn behind(advertised: std::net::SocketAddr, port: u16) -> OwnBroker {
+        let mut b = Self::advertising(Some((advertised, port)));
+        b.bootstrap = advertised.to_string();
+        b
+    }
+
+    fn advertising(proxy: Option<(std::net::SocketAddr, u16)>) -> OwnBroker {
         let bin = std::env::var("SPINE_TEST_BROKER_BIN").unwrap_or_else(|_| {
             panic!(
                 "SPINE_TEST_BROKER_BIN is not set. This test stops a broker of its own: run it \
@@ -91,18 +112,22 @@ impl OwnBroker {
                  SPINE_TEST_BROKER_BIN=~/.cache/spine/nisshi-0.8.1/bin/nisshi"
             )
         });
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = match proxy {
+            Some((_, port)) => port,
+            None => free_port(),
+        };
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = match proxy {
+            Some((addr, _)) => format!("tcp://{addr}"),
+            None => url.clone(),
+        };
         let child = std::process::Command::new(bin)
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
             .args(["--storage-engine", "memory://nisshi/"])
             .args(["--group-initial-rebalance-delay", "0s"])

@@ -1,6 +1,8 @@
 //! Testing handlers without Kafka: [`TestApp`] pushes a message through the same
 //! dispatch path the consumer uses (routing, decoding, extractors, retries,
 //! dead-lettering, replies) and returns what the app would have published.
+//! And testing a service against a failing network: [`FaultProxy`] sits
+//! between it and a real broker and cuts, swallows or slows the traffic.
 //!
 //! ```
 //! use spine_kafka_core::testing::TestApp;
@@ -21,6 +23,10 @@
 //! assert_eq!(out.replies[0].json::<serde_json::Value>().unwrap()["n"], 2);
 //! # });
 //! ```
+
+mod fault_proxy;
+
+pub use fault_proxy::FaultProxy;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
