@@ -38,6 +38,8 @@ pub const REFETCHED: &str = "spine_messages_refetched_total";
 pub const CODEC_WAITS: &str = "spine_codec_waits_total";
 /// Offset commits that failed. They are retried at the next interval.
 pub const COMMIT_ERRORS: &str = "spine_commit_errors_total";
+/// Times the broker became unreachable (one per outage, not per attempt).
+pub const BROKER_UNREACHABLE: &str = "spine_broker_unreachable_total";
 /// Handler calls (or pipeline steps) that panicked. Labels: `topic`, `handler`.
 pub const PANICS: &str = "spine_handler_panics_total";
 /// Stops whose final commit the broker did not confirm in time (or that were

@@ -5,14 +5,16 @@
 //! gracefully.
 //!
 //! Beside it: `lanes` (which messages must wait for which, by ordering policy),
-//! `tracker` (per-partition watermark of contiguous finished offsets) and
-//! `watch` (in-flight messages that take long, logged at WARN).
+//! `tracker` (per-partition watermark of contiguous finished offsets),
+//! `watch` (in-flight messages that take long, logged at WARN) and `reach`
+//! (one WARN when the broker cannot be reached, not one ERROR per attempt).
 //!
 //! The hot path is built for throughput: a message whose handler completes on
 //! its first poll costs no task spawn, no lock and no copy of the message; only
 //! the boxed handler future is allocated.
 
 mod lanes;
+mod reach;
 mod tracker;
 mod watch;
 
@@ -39,6 +41,7 @@ use tracing::Instrument;
 
 use crate::codec::{CodecError, DecodedPayload};
 use crate::consumer::lanes::{LaneId, Lanes};
+use crate::consumer::reach::Reach;
 use crate::consumer::tracker::OffsetTracker;
 use crate::consumer::watch::{Stage, Watch};
 use crate::dispatch::extract::Scope;
@@ -101,9 +104,35 @@ impl Registry {
 /// records the offsets the broker confirms, and reports commit failures.
 pub(crate) struct SpineContext {
     registry: Arc<Registry>,
+    reach: Arc<Reach>,
 }
 
-impl ClientContext for SpineContext {}
+impl ClientContext for SpineContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        // A failed connection attempt: `Reach` says it once, in words.
+        if fac == "FAIL" {
+            tracing::debug!(target: "librdkafka", "{fac} {message}");
+            return;
+        }
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", "{fac} {message}")
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", "{fac} {message}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", "{fac} {message}"),
+            L::Debug => tracing::debug!(target: "librdkafka", "{fac} {message}"),
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if Reach::is_unreachable(&error) {
+            self.reach.lost(reason);
+        } else {
+            tracing::error!(error = %error, reason, "librdkafka error");
+        }
+    }
+}
 
 impl ConsumerContext for SpineContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -151,6 +180,7 @@ impl ConsumerContext for SpineContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                self.reach.answered();
                 let mut parts = self.registry.parts.lock();
                 for e in tpl.elements() {
                     parts
@@ -165,6 +195,9 @@ impl ConsumerContext for SpineContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if result.is_ok() {
+            self.reach.answered();
+        }
         if let Err(e) = result {
             metrics::counter!(m::COMMIT_ERRORS).increment(1);
             tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
@@ -218,6 +251,7 @@ struct Loop<'c> {
     /// The same consumer, for the final commit's thread.
     handle: Arc<StreamConsumer<SpineContext>>,
     registry: Arc<Registry>,
+    reach: Arc<Reach>,
     slots: Vec<Slot>,
     last_slot: usize,
     lanes: Lanes<Waiting>,
@@ -262,9 +296,16 @@ pub(crate) fn check_consumer_config(shared: &Shared) -> Result<(), Error> {
 /// Runs the app until `shutdown` fires, then drains and commits.
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> Result<(), Error> {
     let registry = Arc::new(Registry::default());
+    let reach = Arc::new(Reach::new(
+        shared
+            .config
+            .bootstrap_servers()
+            .unwrap_or("(no bootstrap.servers)"),
+    ));
     let consumer: StreamConsumer<SpineContext> = consumer_config(&shared)
         .create_with_context(SpineContext {
             registry: registry.clone(),
+            reach: reach.clone(),
         })
         .map_err(|e| kafka_config_error(&shared.config, e))?;
     let topics = shared.table.topic_names();
@@ -284,6 +325,7 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> Result<(), E
         consumer: &consumer,
         handle: consumer.clone(),
         registry,
+        reach,
         slots: Vec::new(),
         last_slot: 0,
         lanes,
@@ -360,8 +402,11 @@ impl Loop<'_> {
                 // then stops fetching once its bounded prefetch queue is full.
                 item = stream.next(), if self.in_flight < self.max_in_flight => {
                     match item {
-                        Some(Ok(msg)) => self.on_message(&shared, &msg),
-                        Some(Err(e)) => consumer_error(&e),
+                        Some(Ok(msg)) => {
+                            self.reach.answered();
+                            self.on_message(&shared, &msg)
+                        }
+                        Some(Err(e)) => consumer_error(&self.reach, &e),
                         None => break,
                     }
                     // Take what is already fetched without going round the select.
@@ -372,7 +417,7 @@ impl Loop<'_> {
                         }
                         match stream.poll_next_unpin(&mut noop) {
                             Poll::Ready(Some(Ok(msg))) => self.on_message(&shared, &msg),
-                            Poll::Ready(Some(Err(e))) => consumer_error(&e),
+                            Poll::Ready(Some(Err(e))) => consumer_error(&self.reach, &e),
                             Poll::Ready(None) | Poll::Pending => break,
                         }
                     }
@@ -1006,7 +1051,11 @@ fn publish_committable(s: &mut Slot) {
     }
 }
 
-fn consumer_error(e: &rdkafka::error::KafkaError) {
+fn consumer_error(reach: &Reach, e: &rdkafka::error::KafkaError) {
     metrics::counter!(m::CONSUMER_ERRORS).increment(1);
-    tracing::warn!(error = %e, "consumer error; carrying on");
+    if Reach::is_unreachable(e) {
+        reach.lost(&e.to_string());
+    } else {
+        tracing::warn!(error = %e, "consumer error; carrying on");
+    }
 }

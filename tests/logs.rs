@@ -1,0 +1,207 @@
+//! What the consumer logs when something is slow or gone, on the real
+//! broker (`scripts/test` starts it): a message in flight for longer than
+//! `dispatch.in_flight_warning`, warned about with its coordinates, its
+//! handler and what it waits for; a broker that cannot be reached, said once,
+//! naming the address, instead of one ERROR per connection attempt.
+//! A test binary of its own: it installs a global `tracing` subscriber to
+//! read what the consumer task logs.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use spine::prelude::*;
+use support::*;
+use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
+use tracing_subscriber::Layer;
+
+#[derive(Debug, Deserialize)]
+struct Job {
+    id: String,
+    millis: u64,
+}
+
+#[on(event = "job")]
+async fn slowpoke(job: Job) -> Reply {
+    tokio::time::sleep(Duration::from_millis(job.millis)).await;
+    Reply::to("in_flight.out", "done", serde_json::json!({ "id": job.id }))
+}
+
+/// Events at INFO and above: their level, message and fields, as
+/// `LEVEL name=value ...` text; shared by the tests of this binary.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+fn captured() -> &'static Warnings {
+    static CAPTURE: std::sync::OnceLock<Warnings> = std::sync::OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let w = Warnings::default();
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(w.clone()))
+            .expect("the only subscriber of this binary");
+        w
+    })
+}
+
+impl Warnings {
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+struct Visitor<'a>(&'a mut String);
+
+impl tracing::field::Visit for Visitor<'_> {
+    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={:?} ", f.name(), v));
+    }
+    fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+        self.0.push_str(&format!("{}={} ", f.name(), v));
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: LayerContext<'_, S>) {
+        if *event.metadata().level() <= tracing::Level::INFO {
+            let mut line = format!("{} ", event.metadata().level());
+            event.record(&mut Visitor(&mut line));
+            self.0.lock().unwrap().push(line);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_held_past_the_threshold_is_warned_about_with_what_it_waits_for() {
+    let warnings = captured();
+    let input = unique("in_flight.in");
+    create_topics(&[&input, "in_flight.out"], 1).await;
+    let group = unique("in-flight");
+    let mut cfg = config(&group);
+    cfg.app.topics = vec![input.clone()];
+    cfg.dispatch.in_flight_warning = Duration::from_millis(300);
+    cfg.set_kafka("auto.offset.reset", "earliest");
+    let p = producer();
+    let job = |id: &str, millis: u64| {
+        serde_json::to_vec(&serde_json::json!({"id": id, "millis": millis})).unwrap()
+    };
+    produce(
+        &p,
+        &input,
+        Some("a"),
+        &job("quick", 0),
+        &[("ce_type", "job")],
+    )
+    .await;
+    produce(
+        &p,
+        &input,
+        Some("b"),
+        &job("slow", 2_000),
+        &[("ce_type", "job")],
+    )
+    .await;
+
+    let app = Spine::builder()
+        .config(cfg)
+        .handlers(spine::handlers![slowpoke])
+        .build()
+        .unwrap();
+    let (stats, stop) = (app.stats(), app.shutdown_handle());
+    let task = tokio::spawn(app.run_until(std::future::pending()));
+    eventually(Duration::from_secs(30), "both jobs handled", || {
+        stats.snapshot().handled == 2
+    })
+    .await;
+    stop.trigger();
+    task.await.unwrap().unwrap();
+
+    let about_slow: Vec<String> = warnings
+        .lines()
+        .iter()
+        .filter(|w| w.contains("in flight for longer") && w.contains("offset=1 "))
+        .cloned()
+        .collect();
+    assert!(
+        about_slow.len() >= 2,
+        "warned once past 300 ms, then again: {about_slow:#?}"
+    );
+    let first = &about_slow[0];
+    for want in [
+        format!("topic={input} "),
+        "partition=0 ".to_owned(),
+        "handler=slowpoke ".to_owned(),
+        "waits_for=its handler".to_owned(),
+    ] {
+        assert!(first.contains(&want), "{want} in {first}");
+    }
+    let all = warnings.lines();
+    assert!(
+        !all.iter()
+            .any(|w| w.contains("in flight for longer") && w.contains("offset=0 ")),
+        "the quick job is never warned about: {all:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_down_at_start_is_said_once_and_consumed_from_when_it_comes_up() {
+    let warnings = captured();
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let group = unique("down-at-start");
+    let mut cfg = config(&group);
+    cfg.set_kafka("bootstrap.servers", &address)
+        .set_kafka("auto.offset.reset", "earliest");
+    cfg.app.topics = vec!["late.in".to_owned()];
+    let app = Spine::builder()
+        .config(cfg)
+        .handlers(spine::handlers![slowpoke])
+        .build()
+        .unwrap();
+    let (stats, stop) = (app.stats(), app.shutdown_handle());
+    let task = tokio::spawn(app.run_until(std::future::pending()));
+
+    let unreachable = |w: &str| w.contains("cannot reach the Kafka broker") && w.contains(&address);
+    eventually(
+        Duration::from_secs(30),
+        "the unreachable broker named",
+        || warnings.lines().iter().any(|w| unreachable(w)),
+    )
+    .await;
+    // librdkafka retries several times a second meanwhile.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!task.is_finished(), "no crash: still running");
+
+    let broker = OwnBroker::behind(address.parse().unwrap(), port);
+    create_topics_at(&broker.bootstrap, &["late.in", "in_flight.out"], 1).await;
+    let p = producer_at(&broker.bootstrap);
+    let job = serde_json::to_vec(&serde_json::json!({"id": "late", "millis": 0})).unwrap();
+    produce(&p, "late.in", None, &job, &[("ce_type", "job")]).await;
+    eventually(
+        Duration::from_secs(60),
+        "the job handled once the broker is up",
+        || stats.snapshot().handled == 1,
+    )
+    .await;
+    stop.trigger();
+    task.await.unwrap().unwrap();
+
+    let lines = warnings.lines();
+    let said: Vec<&String> = lines.iter().filter(|w| unreachable(w)).collect();
+    assert_eq!(said.len(), 1, "said once, not per attempt: {said:#?}");
+    assert!(said[0].starts_with("WARN"), "{}", said[0]);
+    let errors: Vec<&String> = lines
+        .iter()
+        .filter(|w| w.starts_with("ERROR") && w.contains(&address))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "no ERROR per connection attempt: {errors:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|w| w.contains("the Kafka broker answers again")),
+        "and said when it answered"
+    );
+}
