@@ -113,6 +113,8 @@ fn start_service(group: &str, log: &str) -> Child {
         .env("SPINE_KAFKA__SESSION_TIMEOUT_MS", "6000")
         .env("SPINE_KAFKA__HEARTBEAT_INTERVAL_MS", "500")
         .env("SPINE_KAFKA__FETCH_WAIT_MAX_MS", "10")
+        .env("SPINE_DISPATCH__COMMIT_INTERVAL", "100ms")
+        .env("SPINE_DISPATCH__ORDERING", "partition")
         .env("SPINE_RETRY__BACKOFF", "20ms")
         .stdout(Stdio::null())
         .stderr(logfile)
@@ -207,6 +209,7 @@ async fn kill_9_mid_stream_loses_no_order() {
     let run = unique("kill9");
     let group = unique("orders-service");
     start_group_at_end(&group, "orders");
+    let starts = committed(&group, "orders", 3);
 
     let producer = producer();
     let mut pending = Vec::with_capacity(ORDERS);
@@ -243,18 +246,38 @@ async fn kill_9_mid_stream_loses_no_order() {
     let watcher = Watcher::start(&run);
     tokio::time::sleep(Duration::from_secs(1)).await; // let the watcher find the ends
     let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    // Commits every 100 ms, one message per partition at a time: the retries
+    // of the poison orders (one in 100, 20 + 40 ms of backoff each) pace the
+    // run, so that three commits land on every partition mid-stream.
     let mut first = start_service(&group, log_dir.join("orders-kill9-1.log").to_str().unwrap());
-    wait_for("the first orders handled", Duration::from_secs(120), || {
-        watcher.distinct() >= 2_000
-    })
-    .await;
+    // SIGKILL once the group's committed offset moved three times on every
+    // partition.
+    let mut moves: HashMap<i32, (i64, u32)> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(moves.len() == 3 && moves.values().all(|(_, n)| *n >= 3)) {
+        assert!(Instant::now() < deadline, "commits did not move: {moves:?}");
+        for (p, o) in committed(&group, "orders", 3) {
+            let m = moves.entry(p).or_insert((o, 0));
+            if m.0 != o {
+                *m = (o, m.1 + 1);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     first.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix
     first.wait().unwrap();
+    let committed_at_kill: i64 = committed(&group, "orders", 3).values().sum();
+    tokio::time::sleep(Duration::from_millis(500)).await; // its last replies arrive
     let at_kill = watcher.distinct();
     assert!(
-        at_kill < ORDERS / 2,
+        at_kill < ORDERS,
         "killed too late to test anything: {at_kill} done"
     );
+    // What the second instance handles again: what the first handled after its
+    // last commit (orders answered minus the committed offsets, whose
+    // partitions started at their ends).
+    let start_sum: i64 = starts.values().sum();
+    let bound = at_kill as i64 - (committed_at_kill - start_sum);
 
     let mut second = start_service(&group, log_dir.join("orders-kill9-2.log").to_str().unwrap());
     wait_for(
@@ -295,9 +318,14 @@ async fn kill_9_mid_stream_loses_no_order() {
     );
     let duplicates = records - ORDERS as u64;
     let max_copies = seen.values().max().copied().unwrap_or(0);
+    assert!(
+        duplicates as i64 <= bound.max(0),
+        "{duplicates} duplicates, more than what was handled after the last commit ({bound})"
+    );
     let report = format!(
-        "kill -9 after {at_kill} of {ORDERS} orders: every order answered; {duplicates} duplicate \
-         replies/dead letters ({:.2}%), at most {max_copies} copies of one order",
+        "kill -9 after 3 commits on each partition, {at_kill} of {ORDERS} orders answered: every \
+         order answered; {duplicates} duplicate replies/dead letters ({:.2}%, bound: {bound} \
+         handled after the last commit), at most {max_copies} copies of one order",
         duplicates as f64 * 100.0 / ORDERS as f64
     );
     println!("{report}");
