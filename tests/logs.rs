@@ -205,3 +205,72 @@ async fn a_broker_down_at_start_is_said_once_and_consumed_from_when_it_comes_up(
         "and said when it answered"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_awaiting_past_max_poll_interval_keeps_the_instance_in_its_group() {
+    let warnings = captured();
+    let input = unique("maxpoll.in");
+    create_topics(&[&input, "in_flight.out"], 1).await;
+    let group = unique("maxpoll");
+    let mut cfg = config(&group);
+    cfg.app.topics = vec![input.clone()];
+    // The smallest poll interval librdkafka allows with a 6 s session.
+    cfg.set_kafka("max.poll.interval.ms", "6000")
+        .set_kafka("auto.offset.reset", "earliest");
+    let app = Spine::builder()
+        .config(cfg)
+        .handlers(spine::handlers![slowpoke])
+        .build()
+        .unwrap();
+    let (stats, stop) = (app.stats(), app.shutdown_handle());
+    let task = tokio::spawn(app.run_until(std::future::pending()));
+    let p = producer();
+    let job = |id: &str, millis: u64| {
+        serde_json::to_vec(&serde_json::json!({"id": id, "millis": millis})).unwrap()
+    };
+    // Different keys: the slow one does not hold the other back.
+    produce(
+        &p,
+        &input,
+        Some("slow"),
+        &job("slow", 9_000),
+        &[("ce_type", "job")],
+    )
+    .await;
+    eventually(Duration::from_secs(30), "the slow job started", || {
+        stats.snapshot().consumed == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    // Past max.poll.interval.ms since the slow job started: the loop still
+    // polls, so a job produced now is handled at once.
+    produce(
+        &p,
+        &input,
+        Some("quick"),
+        &job("quick", 0),
+        &[("ce_type", "job")],
+    )
+    .await;
+    eventually(
+        Duration::from_secs(5),
+        "the quick job handled while the slow one runs",
+        || stats.snapshot().handled == 1,
+    )
+    .await;
+    eventually(Duration::from_secs(10), "the slow job handled", || {
+        stats.snapshot().handled == 2
+    })
+    .await;
+    stop.trigger();
+    task.await.unwrap().unwrap();
+    let lines = warnings.lines();
+    let left: Vec<&String> = lines
+        .iter()
+        .filter(|w| w.contains("MAXPOLL") || w.contains("maximum poll interval"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the instance stayed in its group: {left:#?}"
+    );
+}
