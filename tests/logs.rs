@@ -102,13 +102,11 @@ async fn a_message_held_past_the_threshold_is_warned_about_with_what_it_waits_fo
     )
     .await;
 
-    let app = Spine::builder()
-        .config(cfg)
-        .handlers(spine::handlers![slowpoke])
-        .build()
-        .unwrap();
-    let (stats, stop) = (app.stats(), app.shutdown_handle());
-    let task = tokio::spawn(app.run_until(std::future::pending()));
+    let (stats, stop, task) = run_app(
+        Spine::builder()
+            .config(cfg)
+            .handlers(spine::handlers![slowpoke]),
+    );
     eventually(Duration::from_secs(30), "both jobs handled", || {
         stats.snapshot().handled == 2
     })
@@ -153,13 +151,11 @@ async fn a_broker_down_at_start_is_said_once_and_consumed_from_when_it_comes_up(
     cfg.set_kafka("bootstrap.servers", &address)
         .set_kafka("auto.offset.reset", "earliest");
     cfg.app.topics = vec!["late.in".to_owned()];
-    let app = Spine::builder()
-        .config(cfg)
-        .handlers(spine::handlers![slowpoke])
-        .build()
-        .unwrap();
-    let (stats, stop) = (app.stats(), app.shutdown_handle());
-    let task = tokio::spawn(app.run_until(std::future::pending()));
+    let (stats, stop, task) = run_app(
+        Spine::builder()
+            .config(cfg)
+            .handlers(spine::handlers![slowpoke]),
+    );
 
     let unreachable = |w: &str| w.contains("cannot reach the Kafka broker") && w.contains(&address);
     eventually(
@@ -217,13 +213,11 @@ async fn a_handler_awaiting_past_max_poll_interval_keeps_the_instance_in_its_gro
     // The smallest poll interval librdkafka allows with a 6 s session.
     cfg.set_kafka("max.poll.interval.ms", "6000")
         .set_kafka("auto.offset.reset", "earliest");
-    let app = Spine::builder()
-        .config(cfg)
-        .handlers(spine::handlers![slowpoke])
-        .build()
-        .unwrap();
-    let (stats, stop) = (app.stats(), app.shutdown_handle());
-    let task = tokio::spawn(app.run_until(std::future::pending()));
+    let (stats, stop, task) = run_app(
+        Spine::builder()
+            .config(cfg)
+            .handlers(spine::handlers![slowpoke]),
+    );
     let p = producer();
     let job = |id: &str, millis: u64| {
         serde_json::to_vec(&serde_json::json!({"id": id, "millis": millis})).unwrap()

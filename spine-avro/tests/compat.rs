@@ -266,6 +266,17 @@ fn expect(name: &str, level: &str, messages: &[String], verdicts: &[(&str, Verdi
     }
 }
 
+/// The refusals `level` should make, given the case's two directions.
+fn verdicts(level: L, backward: Verdict, forward: Verdict) -> Vec<(&'static str, Verdict)> {
+    [
+        level.backward().then_some(("BACKWARD", backward)),
+        level.forward().then_some(("FORWARD", forward)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 #[test]
 fn every_case_and_its_mirror_in_all_seven_levels() {
     let mut checked = 0;
@@ -280,13 +291,7 @@ fn every_case_and_its_mirror_in_all_seven_levels() {
             (L::Forward, "FORWARD"),
             (L::Full, "FULL"),
         ] {
-            let verdicts: Vec<(&str, Verdict)> = [
-                level.backward().then_some(("BACKWARD", backward)),
-                level.forward().then_some(("FORWARD", forward)),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
+            let verdicts = verdicts(level, backward, forward);
             expect(&name, label, &compat::check(level, &v2, &latest), &verdicts);
             expect(&name, label, &compat::check(level, &v2, &history), &[]);
             checked += 1;
@@ -296,13 +301,7 @@ fn every_case_and_its_mirror_in_all_seven_levels() {
             (L::ForwardTransitive, "FORWARD_TRANSITIVE"),
             (L::FullTransitive, "FULL_TRANSITIVE"),
         ] {
-            let verdicts: Vec<(&str, Verdict)> = [
-                level.backward().then_some(("BACKWARD", backward)),
-                level.forward().then_some(("FORWARD", forward)),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
+            let verdicts = verdicts(level, backward, forward);
             expect(
                 &name,
                 label,

@@ -44,20 +44,6 @@ async fn b_any(p: Probe) -> Reply {
     routed("b_any", &p)
 }
 
-async fn run_app(
-    builder: spine::Builder,
-) -> (
-    spine::StatsHandle,
-    spine::Shutdown,
-    tokio::task::JoinHandle<Result<(), spine::Error>>,
-) {
-    let app = builder.build().expect("app builds");
-    let stats = app.stats();
-    let stop = app.shutdown_handle();
-    let task = tokio::spawn(app.run_until(std::future::pending()));
-    (stats, stop, task)
-}
-
 #[tokio::test]
 async fn routes_by_topic_and_event_with_precedence() {
     create_topics(&["routing.a", "routing.b", "routing.out"], 2).await;
@@ -66,8 +52,7 @@ async fn routes_by_topic_and_event_with_precedence() {
         Spine::builder()
             .config(config(&unique("routing")))
             .handlers(spine::handlers![a_placed, any_placed, a_any, b_any]),
-    )
-    .await;
+    );
 
     let p = producer();
     let cases = [
@@ -160,8 +145,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_later_offsets_commit() 
         Spine::builder()
             .config(cfg)
             .handlers(spine::handlers![take_order]),
-    )
-    .await;
+    );
     eventually(Duration::from_secs(30), "all five finished", || {
         let s = stats.snapshot();
         s.handled + s.dead_lettered >= 5
@@ -273,8 +257,7 @@ async fn replies_carry_the_conversation_headers() {
         Spine::builder()
             .config(config(&unique("replies")))
             .handlers(spine::handlers![pong]),
-    )
-    .await;
+    );
     let body = serde_json::to_vec(&serde_json::json!({"run": run, "id": 7})).unwrap();
     produce(
         &producer(),
@@ -395,8 +378,7 @@ async fn unknown_events_are_skipped_or_dead_lettered_and_always_committed() {
         Spine::builder()
             .config(cfg)
             .handlers(spine::handlers![known_only]),
-    )
-    .await;
+    );
     eventually(Duration::from_secs(30), "committed to the end", || {
         committed(&group, &topic, 1).get(&0) == Some(&end)
     })
@@ -445,8 +427,7 @@ async fn skipped_unknown_events_still_advance_the_committed_offset() {
         Spine::builder()
             .config(cfg)
             .handlers(spine::handlers![skip_known]),
-    )
-    .await;
+    );
     eventually(Duration::from_secs(30), "committed to the end", || {
         committed(&group, &topic, 1).get(&0) == Some(&end)
     })

@@ -73,13 +73,11 @@ async fn connections_cut_for_10_s_mid_stream_lose_nothing() {
     cfg.set_kafka("bootstrap.servers", &broker.bootstrap)
         .set_kafka("auto.offset.reset", "earliest");
     cfg.app.topics = vec![input.to_owned()];
-    let app = Spine::builder()
-        .config(cfg)
-        .handlers(spine::handlers![slow_accept])
-        .build()
-        .unwrap();
-    let (stats, stop) = (app.stats(), app.shutdown_handle());
-    let task = tokio::spawn(app.run_until(std::future::pending()));
+    let (stats, stop, task) = run_app(
+        Spine::builder()
+            .config(cfg)
+            .handlers(spine::handlers![slow_accept]),
+    );
 
     // Mid-stream: some handled, most not.
     eventually(Duration::from_secs(60), "the first 300 handled", || {

@@ -101,13 +101,11 @@ async fn a_panic_fails_its_own_message_and_the_app_keeps_running() {
     let group = unique("panic");
     let mut cfg = config(&group);
     cfg.app.topics = vec![orders.clone(), texts.clone()];
-    let app = Spine::builder()
-        .config(cfg)
-        .handlers(spine::handlers![flaky, relay])
-        .build()
-        .expect("app builds");
-    let stop = app.shutdown_handle();
-    let task = tokio::spawn(app.run_until(std::future::pending()));
+    let (_, stop, task) = run_app(
+        Spine::builder()
+            .config(cfg)
+            .handlers(spine::handlers![flaky, relay]),
+    );
 
     let order_ids: Vec<String> = (0..1000).map(|i| format!("{run}-o-{i:04}")).collect();
     let text_ids: Vec<String> = (0..100).map(|i| format!("{run}-t-{i:04}")).collect();

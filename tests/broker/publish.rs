@@ -71,13 +71,11 @@ async fn one_reply_refused(bad_to: Option<&str>, bad_pad: usize, refused_topic_w
         })
         .collect();
     ask_all(&bootstrap(), &input, &asks).await;
-    let app = Spine::builder()
-        .config(cfg)
-        .handlers(spine::handlers![answer])
-        .build()
-        .unwrap();
-    let (stats, stop) = (app.stats(), app.shutdown_handle());
-    let task = tokio::spawn(app.run_until(std::future::pending()));
+    let (stats, stop, task) = run_app(
+        Spine::builder()
+            .config(cfg)
+            .handlers(spine::handlers![answer]),
+    );
 
     let bad = &asks[4].0;
     let dead = read_topic(&format!("{input}.dlq"), 1, Duration::from_secs(60));
@@ -146,13 +144,11 @@ async fn a_paused_broker_is_waited_for_and_nothing_is_dead_lettered() {
         .map(|i| (format!("{run}-{i}"), out.to_owned(), 10))
         .collect();
     ask_all(&broker.bootstrap, input, &asks[..10]).await;
-    let app = Spine::builder()
-        .config(cfg)
-        .handlers(spine::handlers![answer])
-        .build()
-        .unwrap();
-    let (stats, stop) = (app.stats(), app.shutdown_handle());
-    let task = tokio::spawn(app.run_until(std::future::pending()));
+    let (stats, stop, task) = run_app(
+        Spine::builder()
+            .config(cfg)
+            .handlers(spine::handlers![answer]),
+    );
     let first = read_topic_at(&broker.bootstrap, out, 10, Duration::from_secs(30));
     assert_eq!(first.len(), 10, "handled before the pause");
 

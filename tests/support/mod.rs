@@ -445,3 +445,19 @@ pub fn clean_env(cmd: &mut Command) -> &mut Command {
         std::env::var("SPINE_TEST_CHILD_LOG").unwrap_or_else(|_| "info".into()),
     )
 }
+
+/// A running app: its counters, its stop handle, and its task.
+pub type Running = (
+    spine::StatsHandle,
+    spine::Shutdown,
+    tokio::task::JoinHandle<Result<(), spine::Error>>,
+);
+
+/// Builds the app and runs it on a task of its own until stopped.
+pub fn run_app(builder: spine::Builder) -> Running {
+    let app = builder.build().expect("app builds");
+    let stats = app.stats();
+    let stop = app.shutdown_handle();
+    let task = tokio::spawn(app.run_until(std::future::pending()));
+    (stats, stop, task)
+}
