@@ -17,6 +17,12 @@ use support::*;
 use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
 use tracing_subscriber::Layer;
 
+/// Produces a job that takes `millis`, keyed `key`, to `topic`.
+async fn job(topic: &str, key: &str, id: &str, millis: u64) {
+    let body = serde_json::to_vec(&serde_json::json!({"id": id, "millis": millis})).unwrap();
+    produce(&producer(), topic, Some(key), &body, &[("ce_type", "job")]).await;
+}
+
 #[derive(Debug, Deserialize)]
 struct Job {
     id: String,
@@ -81,26 +87,8 @@ async fn a_message_held_past_the_threshold_is_warned_about_with_what_it_waits_fo
     cfg.app.topics = vec![input.clone()];
     cfg.dispatch.in_flight_warning = Duration::from_millis(300);
     cfg.set_kafka("auto.offset.reset", "earliest");
-    let p = producer();
-    let job = |id: &str, millis: u64| {
-        serde_json::to_vec(&serde_json::json!({"id": id, "millis": millis})).unwrap()
-    };
-    produce(
-        &p,
-        &input,
-        Some("a"),
-        &job("quick", 0),
-        &[("ce_type", "job")],
-    )
-    .await;
-    produce(
-        &p,
-        &input,
-        Some("b"),
-        &job("slow", 2_000),
-        &[("ce_type", "job")],
-    )
-    .await;
+    job(&input, "a", "quick", 0).await;
+    job(&input, "b", "slow", 2_000).await;
 
     let (stats, stop, task) = run_app(
         Spine::builder()
@@ -171,8 +159,8 @@ async fn a_broker_down_at_start_is_said_once_and_consumed_from_when_it_comes_up(
     let broker = OwnBroker::behind(address.parse().unwrap(), port);
     create_topics_at(&broker.bootstrap, &["late.in", "in_flight.out"], 1).await;
     let p = producer_at(&broker.bootstrap);
-    let job = serde_json::to_vec(&serde_json::json!({"id": "late", "millis": 0})).unwrap();
-    produce(&p, "late.in", None, &job, &[("ce_type", "job")]).await;
+    let body = serde_json::to_vec(&serde_json::json!({"id": "late", "millis": 0})).unwrap();
+    produce(&p, "late.in", None, &body, &[("ce_type", "job")]).await;
     eventually(
         Duration::from_secs(60),
         "the job handled once the broker is up",
@@ -218,19 +206,8 @@ async fn a_handler_awaiting_past_max_poll_interval_keeps_the_instance_in_its_gro
             .config(cfg)
             .handlers(spine::handlers![slowpoke]),
     );
-    let p = producer();
-    let job = |id: &str, millis: u64| {
-        serde_json::to_vec(&serde_json::json!({"id": id, "millis": millis})).unwrap()
-    };
     // Different keys: the slow one does not hold the other back.
-    produce(
-        &p,
-        &input,
-        Some("slow"),
-        &job("slow", 9_000),
-        &[("ce_type", "job")],
-    )
-    .await;
+    job(&input, "slow", "slow", 9_000).await;
     eventually(Duration::from_secs(30), "the slow job started", || {
         stats.snapshot().consumed == 1
     })
@@ -238,14 +215,7 @@ async fn a_handler_awaiting_past_max_poll_interval_keeps_the_instance_in_its_gro
     tokio::time::sleep(Duration::from_secs(7)).await;
     // Past max.poll.interval.ms since the slow job started: the loop still
     // polls, so a job produced now is handled at once.
-    produce(
-        &p,
-        &input,
-        Some("quick"),
-        &job("quick", 0),
-        &[("ce_type", "job")],
-    )
-    .await;
+    job(&input, "quick", "quick", 0).await;
     eventually(
         Duration::from_secs(5),
         "the quick job handled while the slow one runs",
