@@ -460,15 +460,8 @@ impl Shared {
                         topic.source, rec.topic
                     ),
                 };
-                let out = MessageOutcome {
-                    failures: vec![HandlerFailure {
-                        handler: None,
-                        failure: Failure::new(FailureKind::UnknownEvent, message),
-                        attempts: 1,
-                    }],
-                    ..MessageOutcome::default()
-                };
-                self.finish(rec, topic, event, out)
+                let failure = Failure::new(FailureKind::UnknownEvent, message);
+                self.finish(rec, topic, event, MessageOutcome::failed(None, failure))
             }
         }
     }
