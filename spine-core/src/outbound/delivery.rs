@@ -150,18 +150,16 @@ impl Outbound {
                         // event that can never be published is not worth a
                         // stuck partition.
                         tracing::error!(topic = %rec.topic, error = %e, "an error event was refused for good; dropped (the dead letter records the failure)");
-                        metrics::counter!(m::PUBLISH_REFUSED, "topic" => rec.topic.clone(), "error" => error_name(e))
-                            .increment(1);
+                        count_refused(&rec.topic, e);
                         break;
                     }
                     Some(e) if is_permanent(e) && rec.kind != SentKind::DeadLetter => {
-                        let f = PublishFailure {
+                        count_refused(&rec.topic, e);
+                        out.refused = Some(PublishFailure {
                             topic: rec.topic,
                             kind: rec.kind,
                             error: e.clone(),
-                        };
-                        self.refused(&f);
-                        out.refused = Some(f);
+                        });
                         return out;
                     }
                     Some(e) if is_permanent(e) => self.dead_letter_refused(&rec.topic, e),
@@ -189,14 +187,8 @@ impl Outbound {
         }
     }
 
-    fn refused(&self, f: &PublishFailure) {
-        metrics::counter!(m::PUBLISH_REFUSED, "topic" => f.topic.clone(), "error" => error_name(&f.error))
-            .increment(1);
-    }
-
     fn dead_letter_refused(&self, topic: &str, e: &KafkaError) {
-        metrics::counter!(m::PUBLISH_REFUSED, "topic" => topic.to_owned(), "error" => error_name(e))
-            .increment(1);
+        count_refused(topic, e);
         if self.warnings().is_none_or(|w| w.due(topic)) {
             tracing::error!(
                 topic,
@@ -209,8 +201,14 @@ impl Outbound {
     }
 }
 
+/// Counts a record refused for good.
+fn count_refused(topic: &str, e: &KafkaError) {
+    metrics::counter!(m::PUBLISH_REFUSED, "topic" => topic.to_owned(), "error" => error_name(e))
+        .increment(1);
+}
+
 /// The error's code, as a metric label: `MessageSizeTooLarge`.
-pub(crate) fn error_name(e: &KafkaError) -> String {
+fn error_name(e: &KafkaError) -> String {
     match e.rdkafka_error_code() {
         Some(code) => format!("{code:?}"),
         None => "Other".to_owned(),
