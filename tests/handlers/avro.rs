@@ -199,10 +199,9 @@ async fn legacy(order: OrderPlacedV2) -> Reply {
     )
 }
 
-#[tokio::test]
-async fn writer_schemas_resolve_to_the_reader_type() {
-    let (reg, _) = registry().await;
-    let mut cfg = config(&reg.url());
+/// The test config with topic `legacy` on the Avro codec too.
+fn legacy_config(url: &str) -> Config {
+    let mut cfg = config(url);
     cfg.topics.insert(
         "legacy".into(),
         spine::config::TopicConfig {
@@ -210,6 +209,13 @@ async fn writer_schemas_resolve_to_the_reader_type() {
             ..Default::default()
         },
     );
+    cfg
+}
+
+#[tokio::test]
+async fn writer_schemas_resolve_to_the_reader_type() {
+    let (reg, _) = registry().await;
+    let cfg = legacy_config(&reg.url());
     let (app, _) = app(cfg, spine::handlers![legacy]);
     let v0 = OrderPlacedV0 {
         order_id: "o".into(),
@@ -253,14 +259,7 @@ async fn weighed(s: Shipment) -> Reply {
 #[tokio::test]
 async fn a_writer_union_branch_the_reader_lacks_fails_only_the_records_that_carry_it() {
     let (reg, client) = registry().await;
-    let mut cfg = config(&reg.url());
-    cfg.topics.insert(
-        "legacy".into(),
-        spine::config::TopicConfig {
-            codec: Some("avro".into()),
-            ..Default::default()
-        },
-    );
+    let cfg = legacy_config(&reg.url());
     let (app, _) = app(cfg, spine::handlers![weighed]);
     // The writer's weight may also be a string, a branch the reader lacks.
     let writer = apache_avro::Schema::parse_str(
