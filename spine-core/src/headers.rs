@@ -63,3 +63,12 @@ pub(crate) fn set_content_type(headers: &mut [(String, Vec<u8>)], content_type: 
         h.1 = content_type.as_bytes().to_vec();
     }
 }
+
+/// The last value of header `name` in `headers`, as text.
+pub(crate) fn last<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}

@@ -79,11 +79,7 @@ pub struct Sent {
 impl Sent {
     /// The last value of header `name`, as text.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        crate::headers::last(&self.headers, name)
     }
 
     /// The event name (`ce_type`).
