@@ -471,7 +471,7 @@ impl Aggregator {
         tracing::debug!(aggregate = %self.name, id = %p.id, "aggregate complete");
         let unsettled = shared
             .clone()
-            .handle(msg, topic_idx, Some(self.name.clone()), Resume::Fresh)
+            .handle(msg, topic_idx, Some(self.name.clone()), Resume::Fresh, None)
             .await;
         shared.settle(unsettled).await;
         metrics::counter!(crate::metrics::AGGREGATES_COMPLETED, "aggregate" => self.name.clone())

@@ -52,6 +52,14 @@ pub const REQUEST_TIMEOUTS: &str = "spine_request_timeouts_total";
 pub const RESPONSES_UNMATCHED: &str = "spine_responses_unmatched_total";
 /// Times the loop stopped taking messages because `max_in_flight` was reached.
 pub const BACKPRESSURE_PAUSES: &str = "spine_backpressure_pauses_total";
+/// Keys parked because a message's retries were exhausted
+/// (`on_exhausted = "park"`). Labels: `topic`.
+pub const PARKS: &str = "spine_parks_total";
+/// Parked keys released. Labels: `topic`, `outcome` (`handled`,
+/// `dead_lettered` after `park_timeout`, `abandoned` on revoke or stop).
+pub const UNPARKS: &str = "spine_unparks_total";
+/// Keys parked now (a gauge). Labels: `topic`.
+pub const PARKED_KEYS: &str = "spine_parked_keys";
 /// Aggregates completed. Labels: `aggregate`.
 pub const AGGREGATES_COMPLETED: &str = "spine_aggregates_completed_total";
 /// Aggregates expired (timeout or `max_open`) and dead-lettered. Labels: `aggregate`, `reason`.

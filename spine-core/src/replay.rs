@@ -285,7 +285,7 @@ impl Builder {
             };
             let deliveries = shared
                 .clone()
-                .handle(owned, topic_idx, event, Resume::Fresh)
+                .handle(owned, topic_idx, event, Resume::Fresh, None)
                 .await;
             // A part held by an aggregation is released when its aggregate is
             // done; a replay does not wait for that.

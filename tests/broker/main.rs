@@ -19,6 +19,7 @@ mod dispatch;
 mod faults;
 mod fetch;
 mod panic;
+mod park;
 mod pipeline;
 mod publish;
 mod replay;

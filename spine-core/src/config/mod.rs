@@ -26,6 +26,11 @@
 //! max_backoff = "10s"
 //! multiplier = 2.0
 //! retry_panics = false        # true: a panic is retried like an error
+//! on_exhausted = "dead_letter" # or "park": hold the key, retry slowly
+//! park_backoff = "1s"          # then doubling up to park_max_backoff
+//! park_max_backoff = "60s"
+//! park_timeout = "1h"          # then dead-lettered, and the key drains
+//! max_parked = 10000           # messages behind parked keys, per partition
 //!
 //! [dead_letter]
 //! enabled = true
@@ -69,7 +74,7 @@ use env::with_env;
 
 pub use sections::{
     AggregationConfig, AppConfig, DeadLetterConfig, DispatchConfig, ErrorEventsConfig, EventSource,
-    OrderingPolicy, PipelineConfig, RequestConfig, RetryConfig, SchemaRegistryConfig,
+    OnExhausted, OrderingPolicy, PipelineConfig, RequestConfig, RetryConfig, SchemaRegistryConfig,
     SubjectStrategy, TopicConfig, UnknownEvent,
 };
 
@@ -197,6 +202,18 @@ impl Config {
                 "must not be shorter than retry.backoff",
             ));
         }
+        if self.retry.park_max_backoff < self.retry.park_backoff {
+            return Err(Error::config(
+                "retry.park_max_backoff",
+                "must not be shorter than retry.park_backoff",
+            ));
+        }
+        if self.retry.max_parked == 0 {
+            return Err(Error::config(
+                "retry.max_parked",
+                "must be at least 1 (it bounds the messages waiting behind parked keys)",
+            ));
+        }
         if self.dispatch.commit_interval.is_zero() {
             return Err(Error::config(
                 "dispatch.commit_interval",
@@ -266,6 +283,14 @@ impl Config {
             .get(topic)
             .and_then(|t| t.unknown_event)
             .unwrap_or(self.dispatch.unknown_event)
+    }
+
+    /// What happens to `topic`'s messages whose retries are exhausted.
+    pub fn on_exhausted(&self, topic: &str) -> OnExhausted {
+        self.topics
+            .get(topic)
+            .and_then(|t| t.on_exhausted)
+            .unwrap_or(self.retry.on_exhausted)
     }
 
     /// The dead-letter topic for messages from `topic`.
@@ -463,7 +488,7 @@ mod tests {
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(350),
             multiplier: 2.0,
-            retry_panics: false,
+            ..RetryConfig::default()
         };
         assert_eq!(r.delay(1), Duration::from_millis(100));
         assert_eq!(r.delay(2), Duration::from_millis(200));

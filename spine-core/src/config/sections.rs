@@ -140,6 +140,23 @@ pub struct RetryConfig {
     /// error. By default a panic sends its message to the dead-letter topic
     /// at once: a bug rarely goes away on its own.
     pub retry_panics: bool,
+    /// What happens to a message whose retries are exhausted: dead-lettered
+    /// (the default), or its key parked. Per topic: `[topics.<name>]`.
+    pub on_exhausted: OnExhausted,
+    /// With `park`: the wait before the first retry of a parked message.
+    #[serde(with = "duration")]
+    pub park_backoff: Duration,
+    /// With `park`: the longest wait between retries of a parked message
+    /// (the wait doubles up to it).
+    #[serde(with = "duration")]
+    pub park_max_backoff: Duration,
+    /// With `park`: how long a message stays parked before it is
+    /// dead-lettered and its key's backlog drains.
+    #[serde(with = "duration")]
+    pub park_timeout: Duration,
+    /// With `park`: how many messages may wait behind parked keys, per
+    /// partition. Past it, the partition stops fetching until a key unparks.
+    pub max_parked: usize,
 }
 
 impl Default for RetryConfig {
@@ -150,8 +167,28 @@ impl Default for RetryConfig {
             max_backoff: Duration::from_secs(10),
             multiplier: 2.0,
             retry_panics: false,
+            on_exhausted: OnExhausted::DeadLetter,
+            park_backoff: Duration::from_secs(1),
+            park_max_backoff: Duration::from_secs(60),
+            park_timeout: Duration::from_secs(3600),
+            max_parked: 10_000,
         }
     }
+}
+
+/// What happens to a message whose retries are exhausted (`[retry] on_exhausted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExhausted {
+    /// Publish it to the dead-letter topic and go on with its key.
+    DeadLetter,
+    /// Park its key: the message is retried on a slow schedule
+    /// (`park_backoff` .. `park_max_backoff`) and the key's later messages
+    /// wait behind it, while other keys flow. After `park_timeout` it is
+    /// dead-lettered and the key's backlog drains in order. The partition's
+    /// committed offset stays below a parked message, so a restart handles
+    /// it, and what follows it in the partition, again.
+    Park,
 }
 
 impl RetryConfig {
@@ -259,6 +296,8 @@ pub struct TopicConfig {
     pub event: Option<EventSource>,
     /// What happens to this topic's unmatched messages.
     pub unknown_event: Option<UnknownEvent>,
+    /// What happens to this topic's messages whose retries are exhausted.
+    pub on_exhausted: Option<OnExhausted>,
     /// Dead-letter topic for this topic (a name, `{topic}` allowed).
     pub dead_letter_topic: Option<String>,
     /// The `.avsc` file of the topic's value schema, relative to spine.toml;

@@ -1,6 +1,9 @@
 //! Key-ordered scheduling: a lane per (partition, key) (or per partition),
 //! holding the messages that wait for an earlier one with the same lane to
-//! finish. Lanes exist only while busy, so an idle app keeps none.
+//! finish. Lanes exist only while busy, so an idle app keeps none. A lane
+//! whose running message is parked (`on_exhausted = "park"`) is marked, so
+//! that the loop counts its waiting messages against `max_parked` rather than
+//! `max_in_flight`.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
@@ -14,7 +17,22 @@ pub(crate) type LaneId = u64;
 pub(crate) struct Lanes<T> {
     ordering: OrderingPolicy,
     hasher: ahash::RandomState,
-    busy: HashMap<LaneId, VecDeque<T>, ahash::RandomState>,
+    busy: HashMap<LaneId, Lane<T>, ahash::RandomState>,
+}
+
+/// A busy lane: the messages waiting behind its running one.
+struct Lane<T> {
+    waiting: VecDeque<T>,
+    parked: bool,
+}
+
+impl<T> Default for Lane<T> {
+    fn default() -> Self {
+        Lane {
+            waiting: VecDeque::new(),
+            parked: false,
+        }
+    }
 }
 
 impl<T> Lanes<T> {
@@ -59,14 +77,32 @@ impl<T> Lanes<T> {
 
     /// Queues a message behind the running one.
     pub(crate) fn wait(&mut self, lane: LaneId, item: T) {
-        self.busy.entry(lane).or_default().push_back(item);
+        self.busy.entry(lane).or_default().waiting.push_back(item);
+    }
+
+    /// Whether the lane's running message is parked.
+    pub(crate) fn is_parked(&self, lane: LaneId) -> bool {
+        self.busy.get(&lane).is_some_and(|l| l.parked)
+    }
+
+    /// Marks the lane's running message parked (or no longer); returns how
+    /// many messages wait behind it.
+    pub(crate) fn set_parked(&mut self, lane: LaneId, parked: bool) -> usize {
+        match self.busy.get_mut(&lane) {
+            Some(l) => {
+                l.parked = parked;
+                l.waiting.len()
+            }
+            None => 0,
+        }
     }
 
     /// The running message of the lane finished: returns the next one, which is
     /// now running, or frees the lane.
     pub(crate) fn release(&mut self, lane: LaneId) -> Option<T> {
-        let queue = self.busy.get_mut(&lane)?;
-        match queue.pop_front() {
+        let l = self.busy.get_mut(&lane)?;
+        l.parked = false;
+        match l.waiting.pop_front() {
             Some(next) => Some(next),
             None => {
                 self.busy.remove(&lane);
@@ -78,7 +114,7 @@ impl<T> Lanes<T> {
     /// Messages waiting in any lane.
     #[cfg(test)]
     pub(crate) fn waiting(&self) -> usize {
-        self.busy.values().map(VecDeque::len).sum()
+        self.busy.values().map(|l| l.waiting.len()).sum()
     }
 }
 
@@ -105,6 +141,22 @@ mod tests {
         assert_eq!(l.release(a), Some("a3"));
         assert_eq!(l.release(a), None);
         assert!(!l.is_busy(a));
+    }
+
+    #[test]
+    fn a_parked_lane_says_how_many_wait_and_release_ends_the_park() {
+        let mut l = Lanes::new(OrderingPolicy::Key);
+        let a = l.lane_of(0, Some(b"a")).unwrap();
+        assert_eq!(l.set_parked(a, true), 0, "no lane yet");
+        l.occupy(a);
+        l.wait(a, 1);
+        l.wait(a, 2);
+        assert_eq!(l.set_parked(a, true), 2);
+        assert!(l.is_parked(a));
+        l.wait(a, 3);
+        assert_eq!(l.release(a), Some(1));
+        assert!(!l.is_parked(a), "the next message runs unparked");
+        assert_eq!(l.set_parked(a, false), 2);
     }
 
     #[test]

@@ -6,14 +6,16 @@
 //!
 //! Beside it: `lanes` (which messages must wait for which, by ordering policy),
 //! `tracker` (per-partition watermark of contiguous finished offsets),
-//! `watch` (in-flight messages that take long, logged at WARN) and `reach`
-//! (one WARN when the broker cannot be reached, not one ERROR per attempt).
+//! `watch` (in-flight messages that take long, logged at WARN), `parked`
+//! (what parked keys count against) and `reach` (one WARN when the broker
+//! cannot be reached, not one ERROR per attempt).
 //!
 //! The hot path is built for throughput: a message whose handler completes on
 //! its first poll costs no task spawn, no lock and no copy of the message; only
 //! the boxed handler future is allocated.
 
 mod lanes;
+mod parked;
 mod reach;
 mod tracker;
 mod watch;
@@ -236,6 +238,10 @@ struct Slot {
     shared: Arc<PartitionShared>,
     tracker: OffsetTracker,
     committed: Option<i64>,
+    /// Messages waiting behind parked keys.
+    parked: usize,
+    /// Paused because `parked` reached `max_parked`.
+    paused: bool,
 }
 
 type Running = Pin<Box<dyn Future<Output = (Ticket, Unsettled)> + Send>>;
@@ -260,6 +266,8 @@ struct Loop<'c> {
     in_flight: usize,
     max_in_flight: usize,
     watch: Watch,
+    park_tx: tokio::sync::mpsc::UnboundedSender<parked::ParkNote>,
+    park_rx: tokio::sync::mpsc::UnboundedReceiver<parked::ParkNote>,
 }
 
 /// Builds the consumer's librdkafka configuration.
@@ -320,6 +328,7 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> Result<(), E
     let commit_timeout = shared.config.dispatch.commit_timeout;
     let lanes = Lanes::new(shared.config.dispatch.ordering);
     let consumer = Arc::new(consumer);
+    let (park_tx, park_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut lp = Loop {
         shared: shared.clone(),
         consumer: &consumer,
@@ -334,6 +343,8 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> Result<(), E
         in_flight: 0,
         max_in_flight,
         watch: Watch::new(shared.config.dispatch.in_flight_warning),
+        park_tx,
+        park_rx,
     };
     let result = lp.run(&shutdown).await;
     drop(lp);
@@ -390,6 +401,8 @@ impl Loop<'_> {
             tokio::select! {
                 biased;
                 _ = &mut stop => break,
+                // Before `running`: a message unparks before its future ends.
+                Some(note) = self.park_rx.recv() => self.on_park(note),
                 Some((ticket, deliveries)) = self.running.next(), if !self.running.is_empty() => {
                     self.on_handled(ticket, deliveries);
                 }
@@ -447,6 +460,7 @@ impl Loop<'_> {
         while self.in_flight > 0 {
             tokio::select! {
                 biased;
+                Some(note) = self.park_rx.recv() => self.on_park(note),
                 Some((ticket, deliveries)) = self.running.next(), if !self.running.is_empty() => {
                     self.on_handled(ticket, deliveries);
                 }
@@ -599,6 +613,8 @@ impl Loop<'_> {
             shared: self.registry.get_or_assign(topic, partition),
             tracker: OffsetTracker::default(),
             committed: None,
+            parked: 0,
+            paused: false,
         }
     }
 
@@ -708,11 +724,16 @@ impl Loop<'_> {
         event: Option<Cow<'_, str>>,
     ) {
         self.slots[slot].tracker.started(rec.offset);
-        self.started_one();
-        let key = (slot, gen, rec.offset);
-        let s = &self.slots[slot];
-        self.watch
-            .enter(key, Stage::Lane, &s.topic, s.partition, None);
+        if self.lanes.is_parked(lane) {
+            // Not watched: the parked message is, and says why its key waits.
+            self.wait_behind_parked(slot);
+        } else {
+            self.started_one();
+            let key = (slot, gen, rec.offset);
+            let s = &self.slots[slot];
+            self.watch
+                .enter(key, Stage::Lane, &s.topic, s.partition, None);
+        }
         let waiting = Waiting {
             msg: rec.detach(),
             topic_idx,
@@ -758,8 +779,11 @@ impl Loop<'_> {
             Inline::Done(Ok(replies)) if !shared.replies_ready(&replies) => {
                 Some(Resume::Finished { replies, emits })
             }
-            Inline::Done(Err(f)) if shared.failed_attempt(rec, topic, event, h, &f, 1) => {
-                Some(Resume::Retry { emits })
+            Inline::Done(Err(f))
+                if shared.failed_attempt(rec, topic, event, h, &f, 1)
+                    || shared.may_park(topic, &f) =>
+            {
+                Some(Resume::Retry { failure: f, emits })
             }
             Inline::Done(result) => {
                 let outcome = MessageOutcome::first(h, result, emits);
@@ -807,7 +831,10 @@ impl Loop<'_> {
         );
         let detached = rec.detach();
         let event = event.map(Cow::into_owned);
-        let fut = shared.clone().handle(detached, topic_idx, event, resume);
+        let park = self.park_watch(topic_idx, ticket);
+        let fut = shared
+            .clone()
+            .handle(detached, topic_idx, event, resume, park);
         self.running
             .push(Box::pin(fut.instrument(span).map(move |d| (ticket, d))));
     }
@@ -901,7 +928,8 @@ impl Loop<'_> {
             shared.before(&rec, topic, w.event.as_deref(), route);
             let span = message_span(&rec, topic, w.event.as_deref(), route);
             let ticket = w.ticket;
-            let fut = shared.handle(w.msg, w.topic_idx, w.event, Resume::Fresh);
+            let park = self.park_watch(w.topic_idx, ticket);
+            let fut = shared.handle(w.msg, w.topic_idx, w.event, Resume::Fresh, park);
             self.running
                 .push(Box::pin(fut.instrument(span).map(move |d| (ticket, d))));
             return;

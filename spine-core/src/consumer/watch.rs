@@ -20,6 +20,8 @@ pub(super) enum Stage {
     Acks,
     /// Its aggregate, which holds the part until it completes or expires.
     Aggregate,
+    /// Its key is parked: slow retries until it succeeds or `park_timeout`.
+    Parked,
 }
 
 impl Stage {
@@ -29,6 +31,7 @@ impl Stage {
             Stage::Handler => "its handler (or the registry, or a retry's backoff)",
             Stage::Acks => "the broker's acknowledgement of what it published",
             Stage::Aggregate => "its aggregate to complete or expire",
+            Stage::Parked => "its parked key's slow retries (retry.park_timeout)",
         }
     }
 }

@@ -11,12 +11,14 @@
 //! - `extract`: the extractors (`Meta`, `Context`, `State`, `Raw`) and `Scope`;
 //! - `pipeline`: what `#[pipeline]` expands to at run time;
 //! - `request`: request-reply over Kafka (the reply listener, `Context::request`);
-//! - `unwind`: panics in user code, turned into their message's failure.
+//! - `unwind`: panics in user code, turned into their message's failure;
+//! - `park`: the slow retries of a message whose key is parked.
 
 mod dead_letter;
 pub(crate) mod extract;
 pub(crate) mod handler;
 mod outcome;
+pub(crate) mod park;
 pub(crate) mod pipeline;
 pub mod request;
 pub(crate) mod routing;
@@ -128,8 +130,7 @@ impl Shared {
             metrics::counter!(m::PANICS, "topic" => topic.topic.to_string(), "handler" => handler)
                 .increment(1);
         }
-        let retry = failure.retryable(self.config.retry.retry_panics)
-            && attempt < self.config.retry.attempts;
+        let retry = self.retries_left(failure, attempt);
         if retry {
             let delay = self.config.retry.delay(attempt);
             self.stats.retried();
@@ -153,14 +154,27 @@ impl Shared {
         retry
     }
 
+    /// Whether a failed attempt gets another one under `[retry] attempts`.
+    fn retries_left(&self, failure: &Failure, attempt: u32) -> bool {
+        failure.retryable(self.config.retry.retry_panics) && attempt < self.config.retry.attempts
+    }
+
+    /// Whether a failure whose retries are exhausted would park its key.
+    pub(crate) fn may_park(&self, topic: &TopicRoutes, failure: &Failure) -> bool {
+        topic.parks && failure.retryable(self.config.retry.retry_panics)
+    }
+
     /// Slow path: runs every handler of the message's route to the end, with
     /// retries, then hands replies and dead-letter records to the producer.
+    /// With `park` (the topic parks exhausted messages), a message whose
+    /// retries are exhausted parks its key instead of failing.
     pub(crate) async fn handle(
         self: Arc<Self>,
         msg: OwnedMessage,
         topic_idx: usize,
         event: Option<String>,
         resume: Resume,
+        park: Option<Box<dyn park::ParkWatch>>,
     ) -> Unsettled {
         let rec = Record::owned(&msg);
         let topic = self.table.topic(topic_idx);
@@ -203,6 +217,7 @@ impl Shared {
         };
         let mut out = MessageOutcome::default();
         let mut resume = Some(resume);
+        let mut parking = park.map(|w| park::Parking::new(w, &topic.topic));
         // One decoded payload per reader schema, shared by fan-out handlers.
         let mut decoded: Vec<(usize, Box<dyn Decoded>)> = Vec::new();
         for (i, h) in route.handlers.iter().enumerate() {
@@ -242,16 +257,15 @@ impl Shared {
                 })
                 .map(|(_, d)| &**d);
             loop {
+                // Whether the failure was already counted (on the fast path).
+                let mut counted = false;
                 let (result, emits) = match first.take() {
                     Some(Resume::Running { fut, emits }) => {
                         (fut.await.map_err(Failure::from_handler), emits)
                     }
-                    Some(Resume::Retry { emits }) => {
-                        // Attempt 1 failed on the fast path, which counted it.
-                        out.add_emits(emits);
-                        tokio::time::sleep(self.config.retry.delay(attempt)).await;
-                        attempt += 1;
-                        continue;
+                    Some(Resume::Retry { failure, emits }) => {
+                        counted = true;
+                        (Err(failure), emits)
                     }
                     Some(Resume::Finished { .. }) => unreachable!("handled above"),
                     Some(Resume::Fresh) | None => {
@@ -269,14 +283,35 @@ impl Shared {
                 out.add_emits(emits);
                 match result {
                     Ok(replies) => {
+                        if let Some(p) = &mut parking {
+                            p.succeeded(&self.stats);
+                        }
                         out.replies.extend(replies);
                         break;
                     }
                     Err(failure) => {
-                        if self.failed_attempt(&rec, topic, event, h, &failure, attempt) {
+                        let retry = if counted {
+                            self.retries_left(&failure, attempt)
+                        } else {
+                            self.failed_attempt(&rec, topic, event, h, &failure, attempt)
+                        };
+                        if retry {
                             tokio::time::sleep(self.config.retry.delay(attempt)).await;
                             attempt += 1;
                             continue;
+                        }
+                        if let Some(p) = &mut parking {
+                            match p.next(&failure, &self.config.retry, &h.name, &self.stats) {
+                                park::Next::RetryAfter(delay) => {
+                                    tokio::time::sleep(delay).await;
+                                    attempt += 1;
+                                    continue;
+                                }
+                                // Its partition's new owner handles it; this
+                                // owner commits nothing more there.
+                                park::Next::Abandon => return Unsettled::done(),
+                                park::Next::GiveUp => {}
+                            }
                         }
                         out.failures.push(HandlerFailure {
                             handler: Some(h.name.clone()),

@@ -22,8 +22,12 @@ pub(crate) enum Resume {
         fut: HandlerFuture,
         emits: Option<Arc<EmitLog>>,
     },
-    /// The first attempt failed, was counted, and is to be retried.
-    Retry { emits: Option<Arc<EmitLog>> },
+    /// The first attempt failed and was counted; it is to be retried, or
+    /// its key parked.
+    Retry {
+        failure: Failure,
+        emits: Option<Arc<EmitLog>>,
+    },
     /// The handler finished, but its replies need a codec to fetch a schema
     /// before they can be encoded.
     Finished {

@@ -59,6 +59,9 @@ pub(crate) struct TopicRoutes {
     pub(crate) codec: Option<Arc<dyn PayloadCodec>>,
     /// False for internal topics (completed aggregates), which are not consumed.
     pub(crate) subscribed: bool,
+    /// Whether a message whose retries are exhausted parks its key
+    /// (`on_exhausted = "park"`) instead of being dead-lettered.
+    pub(crate) parks: bool,
 }
 
 impl TopicRoutes {
@@ -365,6 +368,7 @@ fn topic_routes(
         by_event,
         any,
         subscribed: true,
+        parks: config.on_exhausted(&topic) == crate::config::OnExhausted::Park,
     })
 }
 
@@ -390,6 +394,7 @@ fn internal_routes(t: &InternalTopic, config: &Config) -> Result<TopicRoutes, Er
         by_event: FastMap::default(),
         any: Some(route(&t.handlers, &None)?),
         subscribed: false,
+        parks: false,
     })
 }
 

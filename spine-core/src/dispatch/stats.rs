@@ -18,6 +18,8 @@ pub(crate) struct Stats {
     codec_waits: AtomicU64,
     publish_failed: AtomicU64,
     publish_retried: AtomicU64,
+    parks: AtomicU64,
+    unparks: AtomicU64,
 }
 
 /// A snapshot of the app's counters.
@@ -51,6 +53,12 @@ pub struct StatsSnapshot {
     pub publish_failed: u64,
     /// Records sent again after a refusal worth retrying.
     pub publish_retried: u64,
+    /// Keys parked because a message's retries were exhausted
+    /// (`on_exhausted = "park"`).
+    pub parks: u64,
+    /// Parked keys released: their message succeeded, or was dead-lettered
+    /// after `park_timeout`. `parks - unparks` keys are parked now.
+    pub unparks: u64,
 }
 
 impl Stats {
@@ -110,6 +118,14 @@ impl Stats {
         Self::add(&self.publish_retried, n);
     }
 
+    pub(crate) fn parked(&self) {
+        Self::add(&self.parks, 1);
+    }
+
+    pub(crate) fn unparked(&self) {
+        Self::add(&self.unparks, 1);
+    }
+
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
@@ -126,6 +142,8 @@ impl Stats {
             codec_waits: l(&self.codec_waits),
             publish_failed: l(&self.publish_failed),
             publish_retried: l(&self.publish_retried),
+            parks: l(&self.parks),
+            unparks: l(&self.unparks),
         }
     }
 }

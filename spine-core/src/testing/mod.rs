@@ -192,7 +192,7 @@ impl TestApp {
         let deliveries = self
             .shared
             .clone()
-            .handle(msg, topic_idx, event, Resume::Fresh)
+            .handle(msg, topic_idx, event, Resume::Fresh, None)
             .instrument(span)
             .await;
         // A held part of an open aggregate is released later; the test does
