@@ -41,7 +41,8 @@ pub struct OrderAccepted {
     pub accepted: bool,
 }
 
-/// Accepts an order, or fails it when its amount is negative.
+/// Accepts an order, or fails it when its amount is negative. The reply is
+/// keyed by customer, like the order, so a customer's replies keep their order.
 #[on(event = "order.placed", topic = "orders")]
 async fn accept(order: OrderPlaced) -> Result<Reply, HandlerError> {
     if order.amount_cents < 0 {
@@ -51,10 +52,10 @@ async fn accept(order: OrderPlaced) -> Result<Reply, HandlerError> {
         )));
     }
     let reply = OrderAccepted {
-        order_id: order.order_id.clone(),
+        order_id: order.order_id,
         accepted: true,
     };
-    Ok(Reply::to("orders.accepted", "order.accepted", reply).with_key(order.order_id))
+    Ok(Reply::to("orders.accepted", "order.accepted", reply).with_key(order.customer))
 }
 
 fn builder(config: Config) -> spine::Builder {
