@@ -238,3 +238,47 @@ async fn a_handler_awaiting_past_max_poll_interval_keeps_the_instance_in_its_gro
         "the instance stayed in its group: {left:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_in_flight_held_past_max_poll_interval_pauses_and_stays_in_the_group() {
+    let warnings = captured();
+    let input = unique("stall.in");
+    create_topics(&[&input, "in_flight.out"], 1).await;
+    let group = unique("stall");
+    let mut cfg = config(&group);
+    cfg.app.topics = vec![input.clone()];
+    // One message at a time, held for 9 s: past the 6 s poll interval, so
+    // the loop must pause its partitions at 3 s to keep polling.
+    cfg.dispatch.max_in_flight = 1;
+    cfg.set_kafka("max.poll.interval.ms", "6000")
+        .set_kafka("auto.offset.reset", "earliest");
+    let (stats, stop, task) = run_app(
+        Spine::builder()
+            .config(cfg)
+            .handlers(spine::handlers![slowpoke]),
+    );
+    job(&input, "slow", "stalled-slow", 9_000).await;
+    let paused = |w: &str| w.contains("partitions paused so that the consumer keeps polling");
+    eventually(Duration::from_secs(30), "the partitions paused", || {
+        warnings.lines().iter().any(|w| paused(w))
+    })
+    .await;
+    // Produced while paused: fetched and handled once the slow job is done.
+    job(&input, "quick", "stalled-quick", 0).await;
+    eventually(Duration::from_secs(30), "both jobs handled", || {
+        stats.snapshot().handled == 2
+    })
+    .await;
+    stop.trigger();
+    task.await.unwrap().unwrap();
+    let lines = warnings.lines();
+    let left: Vec<&String> = lines
+        .iter()
+        .filter(|w| w.contains("MAXPOLL") || w.contains("maximum poll interval"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the instance stayed in its group: {left:#?}"
+    );
+    assert_eq!(stats.snapshot().consumed, 2, "each job taken once");
+}

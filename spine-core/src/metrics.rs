@@ -60,6 +60,10 @@ pub const PARKS: &str = "spine_parks_total";
 pub const UNPARKS: &str = "spine_unparks_total";
 /// Keys parked now (a gauge). Labels: `topic`.
 pub const PARKED_KEYS: &str = "spine_parked_keys";
+/// Times the loop paused its partitions because `max_in_flight` held for
+/// half of `max.poll.interval.ms` (so that it could keep polling and stay in
+/// its group).
+pub const STALL_PAUSES: &str = "spine_stall_pauses_total";
 /// Aggregates completed. Labels: `aggregate`.
 pub const AGGREGATES_COMPLETED: &str = "spine_aggregates_completed_total";
 /// Aggregates expired (timeout or `max_open`) and dead-lettered. Labels: `aggregate`, `reason`.

@@ -4,7 +4,7 @@
 //! partition, commits them, pauses fetching at `max_in_flight`, and shuts down
 //! gracefully.
 //!
-//! Beside it: `lanes` (which messages must wait for which, by ordering policy),
+//! Beside it: `backpressure` (what `max_in_flight` does to fetching), `lanes` (which messages must wait for which, by ordering policy),
 //! `tracker` (per-partition watermark of contiguous finished offsets),
 //! `watch` (in-flight messages that take long, logged at WARN), `parked`
 //! (what parked keys count against) and `reach` (one WARN when the broker
@@ -14,6 +14,7 @@
 //! its first poll costs no task spawn, no lock and no copy of the message; only
 //! the boxed handler future is allocated.
 
+mod backpressure;
 mod lanes;
 mod parked;
 mod reach;
@@ -264,7 +265,7 @@ struct Loop<'c> {
     running: FuturesUnordered<Running>,
     settling: FuturesUnordered<Settling>,
     in_flight: usize,
-    max_in_flight: usize,
+    bound: backpressure::Bound,
     watch: Watch,
     park_tx: tokio::sync::mpsc::UnboundedSender<parked::ParkNote>,
     park_rx: tokio::sync::mpsc::UnboundedReceiver<parked::ParkNote>,
@@ -341,7 +342,10 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> Result<(), E
         running: FuturesUnordered::new(),
         settling: FuturesUnordered::new(),
         in_flight: 0,
-        max_in_flight,
+        bound: backpressure::Bound::new(
+            max_in_flight,
+            backpressure::pause_after(&shared.config.kafka),
+        ),
         watch: Watch::new(shared.config.dispatch.in_flight_warning),
         park_tx,
         park_rx,
@@ -398,6 +402,7 @@ impl Loop<'_> {
         let stop = shutdown.wait();
         tokio::pin!(stop);
         loop {
+            let pause_at = self.bound.pause_at();
             tokio::select! {
                 biased;
                 _ = &mut stop => break,
@@ -411,10 +416,24 @@ impl Loop<'_> {
                 }
                 _ = commit_tick.tick() => self.commit(CommitMode::Async, false),
                 _ = watch_tick.tick() => self.watch.warn(),
+                // The bound held too long: pause the partitions, poll again.
+                _ = async {
+                    if let Some(at) = pause_at {
+                        tokio::time::sleep_until(at.into()).await
+                    }
+                }, if pause_at.is_some() => {
+                    self.pause_stalled();
+                }
                 // At max_in_flight the loop stops taking messages; librdkafka
                 // then stops fetching once its bounded prefetch queue is full.
-                item = stream.next(), if self.in_flight < self.max_in_flight => {
+                item = stream.next(), if self.may_take() => {
                     match item {
+                        Some(Ok(msg)) if self.bound.is_paused() => {
+                            // From a partition assigned since the pause.
+                            self.pause_partition_of(&msg);
+                            self.on_message(&shared, &msg);
+                            continue;
+                        }
                         Some(Ok(msg)) => {
                             self.reach.answered();
                             self.on_message(&shared, &msg)
@@ -425,7 +444,7 @@ impl Loop<'_> {
                     // Take what is already fetched without going round the select.
                     let mut noop = TaskContext::from_waker(Waker::noop());
                     for _ in 0..BATCH {
-                        if self.in_flight >= self.max_in_flight {
+                        if !self.may_take() {
                             break;
                         }
                         match stream.poll_next_unpin(&mut noop) {
@@ -946,30 +965,6 @@ impl Loop<'_> {
         if s.shared.gen == ticket.gen && s.tracker.finish(ticket.offset) {
             publish_committable(s);
         }
-    }
-
-    /// Backpressure: at `max_in_flight` unfinished messages the loop stops
-    /// taking messages from librdkafka, whose prefetch queue then fills to its
-    /// bound (`queued.max.messages.kbytes`, `queued.min.messages`) and stops
-    /// fetching, so memory stays bounded. Deliberately not librdkafka's
-    /// `pause`/`resume`: resuming discards the prefetched queue and fetches it
-    /// again from the position saved at the pause. (On tansu 0.6, the old
-    /// test broker, that re-fetch from inside a record batch also lost the
-    /// rest of the batch; nisshi does not.)
-    fn started_one(&mut self) {
-        self.in_flight += 1;
-        if self.in_flight == self.max_in_flight {
-            metrics::counter!(m::BACKPRESSURE_PAUSES).increment(1);
-            self.shared.stats.paused();
-            tracing::debug!(
-                in_flight = self.in_flight,
-                "max_in_flight reached; taking no more messages until some finish"
-            );
-        }
-    }
-
-    fn finished_one(&mut self) {
-        self.in_flight = self.in_flight.saturating_sub(1);
     }
 
     /// Commits the finished offsets that moved since the last commit (all of

@@ -86,6 +86,7 @@ impl Loop<'_> {
             self.watch
                 .enter(key, Stage::Handler, &s.topic, s.partition, None);
         }
+        self.bound_changed();
         self.pause_or_resume(ticket.slot);
     }
 
@@ -102,6 +103,11 @@ impl Loop<'_> {
         let s = &mut self.slots[slot];
         let over = s.parked >= max;
         if over == s.paused || s.shared.revoked.load(Ordering::Relaxed) {
+            return;
+        }
+        if !over && self.bound.is_paused() {
+            // Paused for backpressure too: resumed with the others.
+            s.paused = false;
             return;
         }
         let mut tpl = TopicPartitionList::new();
