@@ -228,3 +228,26 @@ pub mod guides {
     #[doc = include_str!("../docs/aggregation.md")]
     pub struct Aggregation;
 }
+
+#[cfg(test)]
+mod readme {
+    /// The README's `spine.toml` (under "Configuration") is a valid
+    /// configuration, with the values it shows.
+    #[test]
+    fn the_configuration_example_parses() {
+        let readme = include_str!("../README.md");
+        let section = &readme[readme.find("\n## Configuration").expect("the section")..];
+        let toml = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a toml block");
+        let c = crate::Config::from_toml(toml).expect("the README's configuration parses");
+        assert_eq!(c.retry.park_timeout, std::time::Duration::from_secs(3600));
+        assert_eq!(c.on_exhausted("payments"), crate::config::OnExhausted::Park);
+        assert_eq!(
+            c.on_exhausted("orders"),
+            crate::config::OnExhausted::DeadLetter
+        );
+    }
+}
