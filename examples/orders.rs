@@ -61,6 +61,7 @@ async fn accept(order: OrderPlaced) -> Result<Reply, HandlerError> {
 fn builder(config: Config) -> spine::Builder {
     Spine::builder()
         .config(config)
+        .version(env!("CARGO_PKG_VERSION"))
         .handlers(spine::handlers![accept])
 }
 

@@ -47,6 +47,27 @@ ensure_venv() {
     cp "$PY_REQUIREMENTS" "$stamp"
 }
 
+# Debian's chromium, for the tests that render pages in a headless browser
+# (the status page). Installs it with apt-get if it is missing.
+CHROMIUM_BIN="${SPINE_TEST_CHROMIUM:-chromium}"
+ensure_chromium() {
+    if command -v "$CHROMIUM_BIN" >/dev/null 2>&1; then
+        log "chromium: $(command -v "$CHROMIUM_BIN")"
+        return
+    fi
+    log "chromium: not installed; installing Debian's chromium package (apt-get)"
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+    command -v "$CHROMIUM_BIN" >/dev/null 2>&1 || {
+        log "chromium could not be installed; the status page test needs it (or set SPINE_TEST_CHROMIUM)"
+        return 1
+    }
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }

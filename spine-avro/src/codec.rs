@@ -738,6 +738,16 @@ impl PayloadCodec for AvroCodec {
     fn content_type(&self) -> &'static str {
         "application/avro"
     }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.client
+                .subjects()
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("schema registry {}: {e}", self.client.url()))
+        })
+    }
 }
 
 /// Converts a decoded Avro value into `T`, written into `out` (an

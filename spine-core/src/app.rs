@@ -39,6 +39,7 @@ pub struct Builder {
     middleware: Vec<Arc<dyn Middleware>>,
     codecs: Vec<(String, CodecFactory)>,
     aggregates: Vec<crate::aggregate::Aggregate>,
+    version: Option<&'static str>,
 }
 
 impl Builder {
@@ -52,6 +53,14 @@ impl Builder {
     ) -> Self {
         self.codecs.retain(|(n, _)| n != name);
         self.codecs.push((name.to_owned(), Arc::new(factory)));
+        self
+    }
+
+    /// The app's own version, shown on the status page:
+    /// `.version(env!("CARGO_PKG_VERSION"))`.
+    #[must_use]
+    pub fn version(mut self, version: &'static str) -> Self {
+        self.version = Some(version);
         self
     }
 
@@ -111,6 +120,18 @@ impl Builder {
                  or set SPINE_BOOTSTRAP_SERVERS",
             ));
         }
+        if config.http.listen.is_some() {
+            // Before the dispatch table takes its metric handles from it.
+            #[cfg(feature = "http")]
+            crate::http::install_recorder();
+            #[cfg(not(feature = "http"))]
+            return Err(Error::config(
+                "http.listen",
+                "this build has no HTTP listener: enable the `http` feature of spine-kafka \
+                 (on by default), or unset it",
+            ));
+        }
+        let version = self.version;
         let shared = self.build_shared(config, Outbound::kafka)?;
         consumer::check_consumer_config(&shared)?;
         for r in shared.table.describe().iter().filter(|r| r.subscribed) {
@@ -120,6 +141,7 @@ impl Builder {
         Ok(App {
             shared,
             shutdown: Shutdown::new(),
+            version,
         })
     }
 
@@ -204,6 +226,8 @@ impl Builder {
             unknown_seen: Default::default(),
             output_codecs,
             requests: crate::dispatch::request::Requests::new(&config),
+            status: Default::default(),
+            timed: config.http.listen.is_some(),
             config,
         }))
     }
@@ -231,6 +255,7 @@ impl Builder {
 pub struct App {
     shared: Arc<Shared>,
     shutdown: Shutdown,
+    version: Option<&'static str>,
 }
 
 impl App {
@@ -265,7 +290,16 @@ impl App {
             stop.await;
             shutdown.trigger();
         });
-        consumer::run(self.shared, self.shutdown).await
+        #[cfg(feature = "http")]
+        let listener = crate::http::start(self.shared.clone(), self.version).await?;
+        #[cfg(not(feature = "http"))]
+        let _ = self.version;
+        let result = consumer::run(self.shared, self.shutdown).await;
+        #[cfg(feature = "http")]
+        if let Some(l) = listener {
+            l.stop().await;
+        }
+        result
     }
 
     /// A handle that stops the app from elsewhere.

@@ -156,6 +156,12 @@ pub trait PayloadCodec: Send + Sync + 'static {
 
     /// The `content-type` header of what it encodes.
     fn content_type(&self) -> &'static str;
+
+    /// Whether what the codec depends on (a schema registry) answers now,
+    /// for the readiness probe; `Err` says what does not. Nothing by default.
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Builds a codec from the app's configuration.

@@ -17,6 +17,8 @@ pub mod dev;
 mod dispatch;
 mod error;
 pub mod headers;
+#[cfg(feature = "http")]
+mod http;
 pub mod metrics;
 pub mod middleware;
 mod outbound;
@@ -24,6 +26,7 @@ mod record;
 mod replay;
 mod reply;
 mod shutdown;
+mod status;
 pub mod testing;
 
 pub use aggregate::Aggregate;

@@ -4,80 +4,134 @@
 //! Metrics go through the [`metrics`] facade: install a recorder (Prometheus,
 //! StatsD, ...) before building the app.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use metrics::{counter, Counter};
 
-/// Messages received from Kafka. Labels: `topic`.
-pub const CONSUMED: &str = "spine_messages_consumed_total";
-/// Messages whose handlers all succeeded. Labels: `topic`.
-pub const HANDLED: &str = "spine_messages_handled_total";
-/// Failed handler attempts (each attempt counts). Labels: `topic`, `kind`.
-pub const FAILED: &str = "spine_messages_failed_total";
-/// Retries scheduled after a failed attempt. Labels: `topic`.
-pub const RETRIED: &str = "spine_messages_retried_total";
-/// Messages published to a dead-letter topic. Labels: `topic`, `kind`.
-pub const DEAD_LETTERED: &str = "spine_messages_dead_lettered_total";
-/// Messages no handler matched. Labels: `topic`.
-pub const UNKNOWN_EVENT: &str = "spine_messages_unknown_event_total";
-/// Replies and emitted events handed to the producer. Labels: `topic` (the source topic).
-pub const PRODUCED: &str = "spine_records_produced_total";
-/// Failed deliveries that are being retried. Labels: `topic` (the destination).
-pub const PRODUCE_ERRORS: &str = "spine_produce_errors_total";
-/// Records the broker (or librdkafka) refused for good: too large, invalid,
-/// an unknown or forbidden topic. The message that published one fails with
-/// kind `publish`. Labels: `topic` (the destination), `error` (the code).
-pub const PUBLISH_REFUSED: &str = "spine_publish_refused_total";
-/// Warnings about a message in flight for longer than
-/// `dispatch.in_flight_warning`. Labels: `topic`.
-pub const SLOW_MESSAGES: &str = "spine_slow_messages_total";
-/// Errors reported by the consumer (transport failures and the like); the loop carries on.
-pub const CONSUMER_ERRORS: &str = "spine_consumer_errors_total";
-/// Messages librdkafka delivered again within one assignment (after a
-/// pause); dropped, since the first copy is handled.
-pub const REFETCHED: &str = "spine_messages_refetched_total";
-/// Times a message waited for its codec (the schema registry being unreachable). Labels: `topic`.
-pub const CODEC_WAITS: &str = "spine_codec_waits_total";
-/// Offset commits that failed. They are retried at the next interval.
-pub const COMMIT_ERRORS: &str = "spine_commit_errors_total";
-/// Times the broker became unreachable (one per outage, not per attempt).
-pub const BROKER_UNREACHABLE: &str = "spine_broker_unreachable_total";
-/// Handler calls (or pipeline steps) that panicked. Labels: `topic`, `handler`.
-pub const PANICS: &str = "spine_handler_panics_total";
-/// Stops whose final commit the broker did not confirm in time (or that were
-/// forced): handled messages whose offsets will be handled again.
-pub const COMMIT_TIMEOUTS: &str = "spine_shutdown_uncommitted_total";
-/// Requests that got no response in time. Labels: `topic` (the request's).
-pub const REQUEST_TIMEOUTS: &str = "spine_request_timeouts_total";
-/// Responses on the reply topic that no request of this instance waits for
-/// (another instance's, or late).
-pub const RESPONSES_UNMATCHED: &str = "spine_responses_unmatched_total";
-/// Times the loop stopped taking messages because `max_in_flight` was reached.
-pub const BACKPRESSURE_PAUSES: &str = "spine_backpressure_pauses_total";
-/// Keys parked because a message's retries were exhausted
-/// (`on_exhausted = "park"`). Labels: `topic`.
-pub const PARKS: &str = "spine_parks_total";
-/// Parked keys released. Labels: `topic`, `outcome` (`handled`,
-/// `dead_lettered` after `park_timeout`, `abandoned` on revoke or stop).
-pub const UNPARKS: &str = "spine_unparks_total";
-/// Keys parked now (a gauge). Labels: `topic`.
-pub const PARKED_KEYS: &str = "spine_parked_keys";
-/// Times the loop paused its partitions because `max_in_flight` held for
-/// half of `max.poll.interval.ms` (so that it could keep polling and stay in
-/// its group).
-pub const STALL_PAUSES: &str = "spine_stall_pauses_total";
-/// Aggregates completed. Labels: `aggregate`.
-pub const AGGREGATES_COMPLETED: &str = "spine_aggregates_completed_total";
-/// Aggregates expired (timeout or `max_open`) and dead-lettered. Labels: `aggregate`, `reason`.
-pub const AGGREGATES_EXPIRED: &str = "spine_aggregates_expired_total";
+/// Defines each metric's name as a constant, documented, and `describe()`,
+/// which gives each its `# HELP` text: the same words, written once.
+macro_rules! metrics {
+    ($($(#[doc = $doc:literal])+ $kind:ident $name:ident = $value:literal;)*) => {
+        $(
+            $(#[doc = $doc])+
+            pub const $name: &str = $value;
+        )*
 
-/// Counter handles for one topic.
-#[derive(Clone)]
-pub(crate) struct TopicMetrics {
-    pub(crate) consumed: Counter,
-    pub(crate) handled: Counter,
-    pub(crate) retried: Counter,
-    pub(crate) unknown_event: Counter,
-    pub(crate) produced: Counter,
+        /// Gives every metric its description (Prometheus' `# HELP` line).
+        #[cfg_attr(not(feature = "http"), allow(dead_code))]
+        pub(crate) fn describe() {
+            $(metrics!(@describe $kind, $value, concat!($($doc),+).trim_start());)*
+        }
+    };
+    (@describe counter, $name:expr, $help:expr) => { metrics::describe_counter!($name, $help) };
+    (@describe gauge, $name:expr, $help:expr) => { metrics::describe_gauge!($name, $help) };
+    (@describe histogram, $name:expr, $help:expr) => {
+        metrics::describe_histogram!($name, metrics::Unit::Seconds, $help)
+    };
 }
+
+metrics! {
+    /// Messages received from Kafka. Labels: `topic`.
+    counter CONSUMED = "spine_messages_consumed_total";
+    /// Messages whose handlers all succeeded. Labels: `topic`.
+    counter HANDLED = "spine_messages_handled_total";
+    /// Failed handler attempts (each attempt counts). Labels: `topic`, `kind`.
+    counter FAILED = "spine_messages_failed_total";
+    /// Retries scheduled after a failed attempt. Labels: `topic`, `kind`.
+    counter RETRIED = "spine_messages_retried_total";
+    /// Messages published to a dead-letter topic. Labels: `topic`, `kind`.
+    counter DEAD_LETTERED = "spine_messages_dead_lettered_total";
+    /// Messages no handler matched. Labels: `topic`.
+    counter UNKNOWN_EVENT = "spine_messages_unknown_event_total";
+    /// Replies and emitted events handed to the producer. Labels: `topic` (the source topic).
+    counter PRODUCED = "spine_records_produced_total";
+    /// Failed deliveries that are being retried. Labels: `topic` (the destination).
+    counter PRODUCE_ERRORS = "spine_produce_errors_total";
+    /// Records the broker (or librdkafka) refused for good: too large, invalid,
+    /// an unknown or forbidden topic. The message that published one fails with
+    /// kind `publish`. Labels: `topic` (the destination), `error` (the code).
+    counter PUBLISH_REFUSED = "spine_publish_refused_total";
+    /// Warnings about a message in flight for longer than
+    /// `dispatch.in_flight_warning`. Labels: `topic`.
+    counter SLOW_MESSAGES = "spine_slow_messages_total";
+    /// Errors reported by the consumer (transport failures and the like); the loop carries on.
+    counter CONSUMER_ERRORS = "spine_consumer_errors_total";
+    /// Messages librdkafka delivered again within one assignment (after a
+    /// pause); dropped, since the first copy is handled.
+    counter REFETCHED = "spine_messages_refetched_total";
+    /// Times a message waited for its codec (the schema registry being unreachable). Labels: `topic`.
+    counter CODEC_WAITS = "spine_codec_waits_total";
+    /// Offset commits that failed. They are retried at the next interval.
+    counter COMMIT_ERRORS = "spine_commit_errors_total";
+    /// Times the broker became unreachable (one per outage, not per attempt).
+    counter BROKER_UNREACHABLE = "spine_broker_unreachable_total";
+    /// Handler calls (or pipeline steps) that panicked. Labels: `topic`, `handler`.
+    counter PANICS = "spine_handler_panics_total";
+    /// Stops whose final commit the broker did not confirm in time (or that were
+    /// forced): handled messages whose offsets will be handled again.
+    counter COMMIT_TIMEOUTS = "spine_shutdown_uncommitted_total";
+    /// Requests that got no response in time. Labels: `topic` (the request's).
+    counter REQUEST_TIMEOUTS = "spine_request_timeouts_total";
+    /// Responses on the reply topic that no request of this instance waits for
+    /// (another instance's, or late).
+    counter RESPONSES_UNMATCHED = "spine_responses_unmatched_total";
+    /// Times the loop stopped taking messages because `max_in_flight` was reached.
+    counter BACKPRESSURE_PAUSES = "spine_backpressure_pauses_total";
+    /// Keys parked because a message's retries were exhausted
+    /// (`on_exhausted = "park"`). Labels: `topic`.
+    counter PARKS = "spine_parks_total";
+    /// Parked keys released. Labels: `topic`, `outcome` (`handled`,
+    /// `dead_lettered` after `park_timeout`, `abandoned` on revoke or stop).
+    counter UNPARKS = "spine_unparks_total";
+    /// Keys parked now (a gauge). Labels: `topic`.
+    gauge PARKED_KEYS = "spine_parked_keys";
+    /// Times the loop paused its partitions because `max_in_flight` held for
+    /// half of `max.poll.interval.ms` (so that it could keep polling and stay in
+    /// its group).
+    counter STALL_PAUSES = "spine_stall_pauses_total";
+    /// Messages in flight (sampled at each round of the consumer loop).
+    gauge IN_FLIGHT = "spine_in_flight";
+    /// Partitions assigned to this instance.
+    gauge ASSIGNED_PARTITIONS = "spine_assigned_partitions";
+    /// Messages not yet consumed, per assigned partition (librdkafka's
+    /// statistics: the end minus the position). Labels: `topic`, `partition`.
+    gauge CONSUMER_LAG = "spine_consumer_lag";
+    /// The group's committed offset, per assigned partition. Labels: `topic`,
+    /// `partition`.
+    gauge COMMITTED_OFFSET = "spine_committed_offset";
+    /// Aggregates completed. Labels: `aggregate`.
+    counter AGGREGATES_COMPLETED = "spine_aggregates_completed_total";
+    /// Aggregates expired (timeout or `max_open`) and dead-lettered. Labels: `aggregate`, `reason`.
+    counter AGGREGATES_EXPIRED = "spine_aggregates_expired_total";
+    /// How long handlers take, from the start of the first attempt to the end of
+    /// the last (retries included). Labels: `topic`, `event`, `handler`.
+    histogram HANDLER_DURATION = "spine_handler_duration_seconds";
+}
+
+/// Counter handles for one topic, and the same counts kept locally for the
+/// status page (a recorder's values cannot be read back).
+pub(crate) struct TopicMetrics {
+    consumed: Counter,
+    handled: Counter,
+    unknown_event: Counter,
+    produced: Counter,
+    local: [AtomicU64; 4],
+}
+
+/// A topic's counts since the app started (read by the status page).
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TopicCounts {
+    pub(crate) consumed: u64,
+    pub(crate) handled: u64,
+    pub(crate) failed: u64,
+    pub(crate) unknown_event: u64,
+}
+
+const CONSUMED_AT: usize = 0;
+const HANDLED_AT: usize = 1;
+const FAILED_AT: usize = 2;
+const UNKNOWN_AT: usize = 3;
 
 impl TopicMetrics {
     pub(crate) fn new(topic: &str) -> Self {
@@ -85,9 +139,47 @@ impl TopicMetrics {
         TopicMetrics {
             consumed: counter!(CONSUMED, "topic" => t.clone()),
             handled: counter!(HANDLED, "topic" => t.clone()),
-            retried: counter!(RETRIED, "topic" => t.clone()),
             unknown_event: counter!(UNKNOWN_EVENT, "topic" => t.clone()),
             produced: counter!(PRODUCED, "topic" => t),
+            local: Default::default(),
+        }
+    }
+
+    fn add(&self, at: usize) {
+        self.local[at].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn consumed(&self) {
+        self.consumed.increment(1);
+        self.add(CONSUMED_AT);
+    }
+
+    pub(crate) fn handled(&self, produced: u64) {
+        self.handled.increment(1);
+        self.add(HANDLED_AT);
+        if produced > 0 {
+            self.produced.increment(produced);
+        }
+    }
+
+    pub(crate) fn unknown_event(&self) {
+        self.unknown_event.increment(1);
+        self.add(UNKNOWN_AT);
+    }
+
+    /// A message failed for good (its counter has labels, so it is not cached).
+    pub(crate) fn failed(&self) {
+        self.add(FAILED_AT);
+    }
+
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn counts(&self) -> TopicCounts {
+        let l = |at: usize| self.local[at].load(Ordering::Relaxed);
+        TopicCounts {
+            consumed: l(CONSUMED_AT),
+            handled: l(HANDLED_AT),
+            failed: l(FAILED_AT),
+            unknown_event: l(UNKNOWN_AT),
         }
     }
 }

@@ -42,16 +42,6 @@ async fn take(order: OrderPlaced, seen: State<Arc<Seen>>, meta: Meta) -> Reply {
     spine::avro::reply(format!("{}.accepted", meta.topic), "order.accepted", reply)
 }
 
-fn python() -> String {
-    std::env::var("SPINE_TEST_PYTHON").expect(
-        "SPINE_TEST_PYTHON is not set: run the tests with scripts/test, which creates the venv",
-    )
-}
-
-fn script(name: &str) -> String {
-    format!("{}/tests/py/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
 async fn registry() -> DevRegistryHandle {
     DevRegistry::new()
         .start("127.0.0.1:0".parse().unwrap())
@@ -97,7 +87,7 @@ async fn python_avro_producers_and_consumers_interoperate_with_spine() {
 
     // confluent-kafka's AvroSerializer registers its schema and writes 20 orders.
     let out = Command::new(python())
-        .arg(script("avro_produce.py"))
+        .arg(py_script("avro_produce.py"))
         .args(["--bootstrap", &bootstrap(), "--registry", &registry.url()])
         .args(["--topic", &topic, "--run", &run, "--count", "20"])
         .output()
@@ -135,7 +125,7 @@ async fn python_avro_producers_and_consumers_interoperate_with_spine() {
 
     // The other way: Spine's Avro replies, decoded by confluent-kafka's AvroDeserializer.
     let out = Command::new(python())
-        .arg(script("avro_consume.py"))
+        .arg(py_script("avro_consume.py"))
         .args(["--bootstrap", &bootstrap(), "--registry", &registry.url()])
         .args(["--topic", &accepted, "--run", &run, "--count", "20"])
         .output()

@@ -315,14 +315,8 @@ async fn replies_carry_the_conversation_headers() {
     );
 
     // An independent client (Python's confluent-kafka) sees the same headers.
-    let python = std::env::var("SPINE_TEST_PYTHON").expect(
-        "SPINE_TEST_PYTHON is not set: run the tests with scripts/test, which creates the venv",
-    );
-    let out = std::process::Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/py/read_topic.py"
-        ))
+    let out = std::process::Command::new(python())
+        .arg(py_script("read_topic.py"))
         .args([
             "--bootstrap",
             &bootstrap(),

@@ -461,3 +461,15 @@ pub fn run_app(builder: spine::Builder) -> Running {
     let task = tokio::spawn(app.run_until(std::future::pending()));
     (stats, stop, task)
 }
+
+/// The test venv's Python (`scripts/test` creates it and sets `SPINE_TEST_PYTHON`).
+pub fn python() -> String {
+    std::env::var("SPINE_TEST_PYTHON").expect(
+        "SPINE_TEST_PYTHON is not set: run the tests with scripts/test, which creates the venv",
+    )
+}
+
+/// The path of a helper script in tests/py.
+pub fn py_script(name: &str) -> String {
+    format!("{}/tests/py/{name}", env!("CARGO_MANIFEST_DIR"))
+}

@@ -32,6 +32,10 @@
 //! park_timeout = "1h"          # then dead-lettered, and the key drains
 //! max_parked = 10000           # messages behind parked keys, per partition
 //!
+//! [http]                       # needs the `http` feature
+//! listen = "127.0.0.1:9090"    # /metrics, /health/live, /health/ready, /; off when unset
+//! liveness_ttl = "30s"
+//!
 //! [dead_letter]
 //! enabled = true
 //! topic = "{topic}.dlq"
@@ -74,8 +78,8 @@ use env::with_env;
 
 pub use sections::{
     AggregationConfig, AppConfig, DeadLetterConfig, DispatchConfig, ErrorEventsConfig, EventSource,
-    OnExhausted, OrderingPolicy, PipelineConfig, RequestConfig, RetryConfig, SchemaRegistryConfig,
-    SubjectStrategy, TopicConfig, UnknownEvent,
+    HttpConfig, OnExhausted, OrderingPolicy, PipelineConfig, RequestConfig, RetryConfig,
+    SchemaRegistryConfig, SubjectStrategy, TopicConfig, UnknownEvent,
 };
 
 /// The whole configuration of an app.
@@ -115,6 +119,9 @@ pub struct Config {
     /// Per-aggregation overrides, keyed by the aggregation's name.
     #[serde(default)]
     pub aggregations: BTreeMap<String, AggregationConfig>,
+    /// The HTTP listener: metrics, health probes, status page.
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 impl Config {
@@ -213,6 +220,14 @@ impl Config {
                 "retry.max_parked",
                 "must be at least 1 (it bounds the messages waiting behind parked keys)",
             ));
+        }
+        if let Some(listen) = &self.http.listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(Error::config(
+                    "http.listen",
+                    format!("`{listen}` is not an address to listen on; write it as \"127.0.0.1:9090\" or \"0.0.0.0:9090\""),
+                ));
+            }
         }
         if self.dispatch.commit_interval.is_zero() {
             return Err(Error::config(

@@ -77,6 +77,31 @@ impl Default for AppConfig {
     }
 }
 
+/// `[http]`: the service's HTTP listener (Prometheus metrics, health
+/// probes, routes, AsyncAPI, a status page). Off unless `listen` is set; needs
+/// the `http` feature.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// The address to listen on, e.g. `"127.0.0.1:9090"` (`0.0.0.0:9090` in
+    /// a container). `SPINE_HTTP__LISTEN` overrides it.
+    pub listen: Option<String>,
+    /// `/health/live` answers 503 when the consumer loop has not gone round
+    /// for this long (it goes round at least every second while it runs,
+    /// paused or not).
+    #[serde(with = "duration")]
+    pub liveness_ttl: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: None,
+            liveness_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
 /// `[dispatch]`: routing and scheduling.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

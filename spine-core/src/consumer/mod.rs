@@ -108,6 +108,7 @@ impl Registry {
 pub(crate) struct SpineContext {
     registry: Arc<Registry>,
     reach: Arc<Reach>,
+    status: Arc<crate::status::Status>,
 }
 
 impl ClientContext for SpineContext {
@@ -126,6 +127,10 @@ impl ClientContext for SpineContext {
             L::Notice | L::Info => tracing::info!(target: "librdkafka", "{fac} {message}"),
             L::Debug => tracing::debug!(target: "librdkafka", "{fac} {message}"),
         }
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.status.statistics(&statistics);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
@@ -160,6 +165,12 @@ impl ConsumerContext for SpineContext {
                 }
             }
         }
+        self.status.revoke(
+            revoked
+                .elements()
+                .iter()
+                .map(|e| (e.topic(), e.partition())),
+        );
         tracing::info!(partitions = revoked.count(), "partitions revoked");
         // Asynchronous, so that a rebalance never waits on an unreachable
         // coordinator (a synchronous commit waits for it without a deadline,
@@ -190,6 +201,8 @@ impl ConsumerContext for SpineContext {
                         .entry((e.topic().to_owned(), e.partition()))
                         .or_insert_with(|| self.registry.fresh());
                 }
+                self.status
+                    .assign(tpl.elements().iter().map(|e| (e.topic(), e.partition())));
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
             }
             Rebalance::Revoke(_) => {}
@@ -288,6 +301,11 @@ pub(crate) fn consumer_config(shared: &Shared) -> ClientConfig {
             cc.set(k, v);
         }
     }
+    // The operations surface reads lag, committed offsets and broker states
+    // from librdkafka's statistics.
+    if config.http.listen.is_some() && !config.kafka.contains_key("statistics.interval.ms") {
+        cc.set("statistics.interval.ms", "1000");
+    }
     cc.set("group.id", config.group_id());
     cc.set("enable.auto.commit", "false");
     cc.set("enable.auto.offset.store", "false");
@@ -315,6 +333,7 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> Result<(), E
         .create_with_context(SpineContext {
             registry: registry.clone(),
             reach: reach.clone(),
+            status: shared.status.clone(),
         })
         .map_err(|e| kafka_config_error(&shared.config, e))?;
     let topics = shared.table.topic_names();
@@ -352,6 +371,10 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> Result<(), E
     };
     let result = lp.run(&shutdown).await;
     drop(lp);
+    shared.status.stop(match &result {
+        Ok(()) => "the consumer stopped (shutdown)".to_owned(),
+        Err(e) => format!("the consumer stopped: {e}"),
+    });
     // After a failed final commit the coordinator is out of reach, and
     // leaving the group would wait for it: the group notices the member gone
     // after `session.timeout.ms` instead.
@@ -414,8 +437,15 @@ impl Loop<'_> {
                 Some(ticket) = self.settling.next(), if !self.settling.is_empty() => {
                     self.on_settled(ticket);
                 }
-                _ = commit_tick.tick() => self.commit(CommitMode::Async, false),
-                _ = watch_tick.tick() => self.watch.warn(),
+                _ = commit_tick.tick() => {
+                    self.commit(CommitMode::Async, false);
+                    self.shared.status.beat(self.in_flight);
+                }
+                _ = watch_tick.tick() => {
+                    self.watch.warn();
+                    self.shared.status.beat(self.in_flight);
+                    self.shared.status.set_slow(self.watch.oldest(20));
+                }
                 // The bound held too long: pause the partitions, poll again.
                 _ = async {
                     if let Some(at) = pause_at {
@@ -657,7 +687,7 @@ impl Loop<'_> {
         };
         let topic = shared.table.topic(topic_idx);
         let rec = Record::borrowed(msg, &topic.topic);
-        topic.metrics.consumed.increment(1);
+        topic.metrics.consumed();
         // Routing by Avro record name needs the writer schema; when it is not
         // cached yet, the slow path fetches it and routes.
         let ready = topic.event_ready(&rec);
@@ -784,12 +814,19 @@ impl Loop<'_> {
         h: &crate::dispatch::handler::HandlerDescriptor,
         event: Option<&str>,
     ) -> Option<Resume> {
+        let t0 = shared.timed.then(std::time::Instant::now);
         let Some((started, emits)) = start_decoded(shared, rec, topic, route, h, event) else {
             return Some(Resume::Fresh);
+        };
+        let timed = |t0: Option<std::time::Instant>| {
+            if let Some(t) = t0 {
+                route.durations[0].record(t.elapsed());
+            }
         };
         match poll_once(started) {
             // The common case: done, nothing to publish, nothing to wait for.
             Inline::Done(Ok(replies)) if replies.is_empty() && emits.is_none() => {
+                timed(t0);
                 shared.handled(rec, topic, event, 0);
                 self.finished_inline(slot, rec.offset, Unsettled::done());
                 None
@@ -805,6 +842,7 @@ impl Loop<'_> {
                 Some(Resume::Retry { failure: f, emits })
             }
             Inline::Done(result) => {
+                timed(t0);
                 let outcome = MessageOutcome::first(h, result, emits);
                 let deliveries = shared.finish(rec, topic, event, outcome);
                 self.finished_inline(slot, rec.offset, deliveries);

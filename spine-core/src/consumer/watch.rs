@@ -94,6 +94,26 @@ impl Watch {
         self.entries.remove(&key);
     }
 
+    /// The `n` messages in flight the longest, for the status page.
+    pub(super) fn oldest(&self, n: usize) -> Vec<crate::status::InFlight> {
+        let now = Instant::now();
+        let mut all: Vec<_> = self
+            .entries
+            .iter()
+            .map(|((_, _, offset), e)| crate::status::InFlight {
+                topic: e.topic.to_string(),
+                partition: e.partition,
+                offset: *offset,
+                handler: e.handler.as_deref().map(str::to_owned),
+                waits_for: e.stage.describe(),
+                for_: now.duration_since(e.since),
+            })
+            .collect();
+        all.sort_by_key(|m| std::cmp::Reverse(m.for_));
+        all.truncate(n);
+        all
+    }
+
     /// Warns about each message in flight for longer than the threshold,
     /// again after each further threshold.
     pub(super) fn warn(&mut self) {

@@ -64,6 +64,10 @@ pub(crate) struct Shared {
         std::collections::HashMap<String, Arc<dyn crate::codec::PayloadCodec>>,
     /// Requests this app sends and the listener for their responses.
     pub(crate) requests: crate::dispatch::request::Requests,
+    /// What the app knows about itself, for the operations surface.
+    pub(crate) status: Arc<crate::status::Status>,
+    /// Whether handler durations are measured (`[http]` is on).
+    pub(crate) timed: bool,
 }
 
 impl Shared {
@@ -134,7 +138,8 @@ impl Shared {
         if retry {
             let delay = self.config.retry.delay(attempt);
             self.stats.retried();
-            topic.metrics.retried.increment(1);
+            metrics::counter!(m::RETRIED, "topic" => topic.topic.to_string(), "kind" => failure.kind.as_str())
+                .increment(1);
             tracing::warn!(
                 handler = &*handler.name, attempt, error = %failure.message,
                 delay_ms = delay.as_millis() as u64, "handler failed; retrying"
@@ -221,6 +226,7 @@ impl Shared {
         // One decoded payload per reader schema, shared by fan-out handlers.
         let mut decoded: Vec<(usize, Box<dyn Decoded>)> = Vec::new();
         for (i, h) in route.handlers.iter().enumerate() {
+            let started = self.timed.then(std::time::Instant::now);
             let mut attempt = 1;
             let mut first = if i == 0 { resume.take() } else { None };
             if let Some(codec) = &topic.codec {
@@ -287,6 +293,9 @@ impl Shared {
                             p.succeeded(&self.stats);
                         }
                         out.replies.extend(replies);
+                        if let Some(t) = started {
+                            route.durations[i].record(t.elapsed());
+                        }
                         break;
                     }
                     Err(failure) => {
@@ -318,6 +327,9 @@ impl Shared {
                             failure,
                             attempts: attempt,
                         });
+                        if let Some(t) = started {
+                            route.durations[i].record(t.elapsed());
+                        }
                         break;
                     }
                 }
@@ -429,10 +441,9 @@ impl Shared {
         replies: usize,
     ) {
         self.stats.handled();
-        topic.metrics.handled.increment(1);
+        topic.metrics.handled(replies as u64);
         if replies > 0 {
             self.stats.replied(replies as u64);
-            topic.metrics.produced.increment(replies as u64);
         }
         if !self.middleware.is_empty() {
             let event = topic.event_or(rec, event);
@@ -463,7 +474,7 @@ impl Shared {
         topic: &TopicRoutes,
         event: Option<&str>,
     ) -> Unsettled {
-        topic.metrics.unknown_event.increment(1);
+        topic.metrics.unknown_event();
         match topic.unknown {
             UnknownEvent::Skip => {
                 self.stats.skipped();
@@ -544,6 +555,7 @@ impl Shared {
             };
         }
         self.stats.dead_lettered();
+        topic.metrics.failed();
         // Routing may not have needed the event name; the dead letter does.
         let event = topic.event_or(rec, event);
         let event = event.as_deref();
@@ -566,6 +578,15 @@ impl Shared {
                 dead_letter_topic = %topic.dead_letter_topic,
                 "message failed"
             );
+            self.status.failed(crate::status::FailureRecord {
+                at: std::time::SystemTime::now(),
+                topic: rec.topic.to_owned(),
+                partition: rec.partition,
+                offset: rec.offset,
+                handler: f.handler.as_deref().map(str::to_owned),
+                kind: f.failure.kind.as_str(),
+                error: f.failure.message.to_string(),
+            });
             if self.config.dead_letter.enabled {
                 deliveries.push(self.outbound.enqueue(dead_letter_record(
                     rec,

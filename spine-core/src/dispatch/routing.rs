@@ -26,6 +26,8 @@ pub(crate) struct Route {
     /// Handlers whose types share a schema share a reader, so a message is
     /// decoded once for all of them.
     pub(crate) readers: Arc<[Reader]>,
+    /// Each handler's `spine_handler_duration_seconds` histogram.
+    pub(crate) durations: Arc<[metrics::Histogram]>,
 }
 
 impl Route {
@@ -339,13 +341,13 @@ fn topic_routes(
     let mut by_event = FastMap::default();
     for ((t, e), g) in groups {
         if let (None, Some(e)) = (t, e) {
-            by_event.insert(Box::<str>::from(&**e), route(g, &codec)?);
+            by_event.insert(Box::<str>::from(&**e), route(g, &codec, &topic, e)?);
         }
     }
     for ((t, e), g) in groups {
         if let (Some(t), Some(e)) = (t, e) {
             if *t == topic {
-                by_event.insert(Box::<str>::from(&**e), route(g, &codec)?);
+                by_event.insert(Box::<str>::from(&**e), route(g, &codec, &topic, e)?);
             }
         }
     }
@@ -354,7 +356,7 @@ fn topic_routes(
         .find(|((t, e), _)| t.as_deref() == Some(topic.as_str()) && e.is_none())
         .map(|(_, g)| g);
     let any = match topic_wide.or_else(|| groups.get(&(None, None))) {
-        Some(g) => Some(route(g, &codec)?),
+        Some(g) => Some(route(g, &codec, &topic, "*")?),
         None => None,
     };
     Ok(TopicRoutes {
@@ -392,15 +394,20 @@ fn internal_routes(t: &InternalTopic, config: &Config) -> Result<TopicRoutes, Er
         metrics: TopicMetrics::new(&t.topic),
         topic: t.topic.as_str().into(),
         by_event: FastMap::default(),
-        any: Some(route(&t.handlers, &None)?),
+        any: Some(route(&t.handlers, &None, &t.topic, "*")?),
         subscribed: false,
         parks: false,
     })
 }
 
-/// One route: its handlers, and each handler's reader compiled by the
-/// topic's codec.
-fn route(g: &[HandlerDescriptor], codec: &Option<Arc<dyn PayloadCodec>>) -> Result<Route, Error> {
+/// One route: its handlers, each handler's reader compiled by the topic's
+/// codec, and each handler's duration histogram.
+fn route(
+    g: &[HandlerDescriptor],
+    codec: &Option<Arc<dyn PayloadCodec>>,
+    topic: &str,
+    event: &str,
+) -> Result<Route, Error> {
     let readers = match codec {
         None => Vec::new(),
         Some(c) => g
@@ -426,9 +433,21 @@ fn route(g: &[HandlerDescriptor], codec: &Option<Arc<dyn PayloadCodec>>) -> Resu
             })
             .collect::<Result<_, _>>()?,
     };
+    let durations: Vec<metrics::Histogram> = g
+        .iter()
+        .map(|h| {
+            metrics::histogram!(
+                crate::metrics::HANDLER_DURATION,
+                "topic" => topic.to_owned(),
+                "event" => event.to_owned(),
+                "handler" => h.name.to_string()
+            )
+        })
+        .collect();
     Ok(Route {
         handlers: g.to_vec().into(),
         readers: readers.into(),
+        durations: durations.into(),
     })
 }
 
