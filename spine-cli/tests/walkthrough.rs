@@ -77,14 +77,30 @@ fn first_service_in_five_minutes() {
 
     // 4. cargo run
     let log = std::fs::File::create(tmp.path().join("service.log")).unwrap();
+    let http = free_port();
     let mut service = Command::new(target.join("debug").join("orders-service"))
         .current_dir(&krate)
         .env("SPINE_BOOTSTRAP_SERVERS", &bootstrap)
         .env("SPINE_SCHEMA_REGISTRY_URL", &url)
+        .env("SPINE_HTTP__LISTEN", format!("127.0.0.1:{http}"))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .unwrap();
+    // The generated spine.toml turns the HTTP listener on: it becomes ready
+    // (group joined, broker up, registry answering).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let answer = http_get(http, "/health/ready");
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the generated service never got ready: {answer}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     // 5. spine send
     let out = spine(&krate)
@@ -132,4 +148,22 @@ fn first_service_in_five_minutes() {
     assert!(dev_status.success(), "Ctrl-C stops spine dev cleanly");
     let rest: Vec<String> = dev_out.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.starts_with("Stopping")), "{rest:?}");
+}
+
+/// A plain HTTP/1.1 GET on loopback; the whole answer, or the error.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = match std::net::TcpStream::connect(("127.0.0.1", port)) {
+        Ok(s) => s,
+        Err(e) => return e.to_string(),
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    match s
+        .write_all(request.as_bytes())
+        .and_then(|_| s.read_to_string(&mut out))
+    {
+        Ok(_) => out,
+        Err(e) => e.to_string(),
+    }
 }
