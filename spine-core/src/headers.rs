@@ -18,6 +18,11 @@ pub const CE_CORRELATION_ID: &str = "ce_correlationid";
 pub const CE_CAUSATION_ID: &str = "ce_causationid";
 /// `content-type`: the payload's media type.
 pub const CONTENT_TYPE: &str = "content-type";
+/// W3C Trace Context: the trace and the span that caused a record. Spine
+/// continues the trace of an incoming record in everything it publishes.
+pub const TRACEPARENT: &str = "traceparent";
+/// W3C Trace Context: vendor trace state, passed on unchanged.
+pub const TRACESTATE: &str = "tracestate";
 
 /// Headers a dead-letter record carries besides the original ones.
 pub mod dead_letter {

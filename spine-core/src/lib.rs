@@ -28,6 +28,7 @@ mod reply;
 mod shutdown;
 mod status;
 pub mod testing;
+mod trace;
 
 pub use aggregate::Aggregate;
 pub use app::{App, Builder, Spine, StatsHandle};

@@ -24,3 +24,4 @@ mod pipeline;
 mod publish;
 mod replay;
 mod request;
+mod trace;

@@ -39,6 +39,9 @@ pub(super) fn dead_letter_record(
     if let Some(e) = event {
         add(dead_letter::EVENT, e.into());
     }
+    if let Some(t) = crate::trace::continued(rec) {
+        t.apply(&mut headers);
+    }
     OutRecord {
         kind: SentKind::DeadLetter,
         topic: dlq_topic.to_owned(),

@@ -764,9 +764,18 @@ pub(crate) fn message_span(
         offset = rec.offset,
         event = tracing::field::Empty,
         handler = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
     if span.is_disabled() {
         return span;
+    }
+    // The trace this message continues, so that log lines can be joined
+    // with the other services' (read only when the span is recorded).
+    if let Some(p) = rec
+        .header_str(crate::trace::TRACEPARENT)
+        .and_then(crate::trace::parse)
+    {
+        span.record("trace_id", p.trace_id);
     }
     span.record("event", topic.event_or(rec, event).as_deref());
     if let Some(route) = route {

@@ -103,6 +103,8 @@ pub(crate) struct Origin {
     pub(crate) reply_to: Option<String>,
     /// The request's id, when the message is a request.
     pub(crate) request_id: Option<String>,
+    /// The W3C trace context what it causes carries.
+    pub(crate) trace: Option<crate::trace::TraceContext>,
 }
 
 impl Origin {
@@ -115,6 +117,7 @@ impl Origin {
             request_id: rec
                 .header_str(crate::headers::REQUEST_ID)
                 .map(str::to_owned),
+            trace: crate::trace::continued(rec),
         }
     }
 }
@@ -142,6 +145,9 @@ pub(crate) fn cloud_event_headers(
                 o.correlation.as_bytes().to_vec(),
             ));
             h.push((CE_CAUSATION_ID.to_owned(), o.id.as_bytes().to_vec()));
+            if let Some(t) = &o.trace {
+                t.apply(&mut h);
+            }
         }
         None => h.push((CE_CORRELATION_ID.to_owned(), id.into_bytes())),
     }
@@ -459,6 +465,7 @@ mod tests {
             key: None,
             reply_to: None,
             request_id: None,
+            trace: None,
         };
         let h = cloud_event_headers("svc", "order.accepted", Some(&origin));
         let sent = Sent {
