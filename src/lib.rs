@@ -104,15 +104,24 @@ macro_rules! handlers {
 }
 
 /// Installs a `tracing` subscriber that prints to stderr, filtered by
-/// `RUST_LOG` (default `info`). Call it first thing in `main`; does nothing if
-/// a subscriber is already installed.
+/// `RUST_LOG` (default `info`), as text or, with `[telemetry] log_format =
+/// "json"` (or `SPINE_TELEMETRY__LOG_FORMAT=json`), one JSON object per line.
+/// Call it first thing in `main`; does nothing if a subscriber is already
+/// installed. A configuration that does not load leaves text: the app
+/// reports the error itself.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let format = Config::load()
+        .map(|c| c.telemetry.log_format)
+        .unwrap_or_default();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        _ => builder.try_init(),
+    };
 }
 
 /// Everything a handler module needs: `use spine::prelude::*;`.

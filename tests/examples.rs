@@ -37,6 +37,31 @@ fn demo_mode_runs_on_the_embedded_mock_cluster() {
 }
 
 #[test]
+fn logs_are_json_lines_with_telemetry_log_format_json() {
+    let out = clean_env(&mut Command::new(example("orders")))
+        .env("ORDERS_DEMO_COUNT", "20")
+        .env("SPINE_TELEMETRY__LOG_FORMAT", "json")
+        .output()
+        .expect("example runs");
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the demo logs something");
+    let mut failed = 0;
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+        if v["message"] == "message failed" {
+            // The event's fields sit beside its message, for log shippers.
+            assert!(v["offset"].is_number() && v["topic"] == "orders", "{line}");
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 2, "two of 20 demo orders fail: {stderr}");
+}
+
+#[test]
 fn avro_demo_mode_runs_with_the_mock_cluster_and_the_dev_registry() {
     let stdout = demo("orders_avro", &[("ORDERS_DEMO_COUNT", "50")]);
     assert!(

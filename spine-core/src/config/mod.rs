@@ -36,6 +36,9 @@
 //! listen = "127.0.0.1:9090"    # /metrics, /health/live, /health/ready, /; off when unset
 //! liveness_ttl = "30s"
 //!
+//! [telemetry]
+//! log_format = "text"          # or "json": one object per line
+//!
 //! [dead_letter]
 //! enabled = true
 //! topic = "{topic}.dlq"
@@ -78,8 +81,8 @@ use env::with_env;
 
 pub use sections::{
     AggregationConfig, AppConfig, DeadLetterConfig, DispatchConfig, ErrorEventsConfig, EventSource,
-    HttpConfig, OnExhausted, OrderingPolicy, PipelineConfig, RequestConfig, RetryConfig,
-    SchemaRegistryConfig, SubjectStrategy, TopicConfig, UnknownEvent,
+    HttpConfig, LogFormat, OnExhausted, OrderingPolicy, PipelineConfig, RequestConfig, RetryConfig,
+    SchemaRegistryConfig, SubjectStrategy, TelemetryConfig, TopicConfig, UnknownEvent,
 };
 
 /// The whole configuration of an app.
@@ -122,6 +125,9 @@ pub struct Config {
     /// The HTTP listener: metrics, health probes, status page.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Logs (and, with the `otel` feature, traces).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 impl Config {

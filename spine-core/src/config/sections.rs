@@ -102,6 +102,26 @@ impl Default for HttpConfig {
     }
 }
 
+/// `[telemetry]`: how the app's logs are written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `"text"` (the default) or `"json"`: one JSON object per line, with
+    /// the message's fields, for log shippers. Read by `spine::init_tracing`.
+    pub log_format: LogFormat,
+}
+
+/// The format of log lines (`[telemetry] log_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// `[dispatch]`: routing and scheduling.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
