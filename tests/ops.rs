@@ -2,7 +2,8 @@
 //! `[http] listen` on a broker of the test's own: `/metrics` parsed by
 //! Prometheus' own Python parser, the probes while the broker goes away and
 //! comes back, `/routes`, `/asyncapi.json`, and the status page rendered by
-//! a real headless browser (Debian's chromium, which `scripts/test` installs).
+//! a real headless browser (Debian's chromium, which `scripts/test` installs),
+//! and the probes of the Kubernetes manifest in deploy/.
 //! A test binary of its own: it starts and stops a broker.
 
 mod support;
@@ -142,6 +143,69 @@ fn render(url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// deploy/kubernetes.yaml, read back: checks that its probes, container
+/// port, `SPINE_HTTP__LISTEN`, scrape annotations and grace period agree,
+/// and returns the paths it expects the service to serve (liveness,
+/// readiness, scrape).
+fn manifest_paths() -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/kubernetes.yaml"
+    ))
+    .expect("deploy/kubernetes.yaml");
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("the manifest parses");
+    let pod = &docs[0]["spec"]["template"];
+    let c = &pod["spec"]["containers"][0];
+    let port_named = |name: &str| {
+        c["ports"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"].as_str() == Some(name))
+            .and_then(|p| p["containerPort"].as_i64())
+    };
+    let listen = c["env"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"].as_str() == Some("SPINE_HTTP__LISTEN"))
+        .and_then(|e| e["value"].as_str())
+        .expect("SPINE_HTTP__LISTEN in the manifest");
+    let listen_port: i64 = listen.rsplit(':').next().unwrap().parse().unwrap();
+    let mut paths = Vec::new();
+    for probe in ["livenessProbe", "readinessProbe"] {
+        let get = &c[probe]["httpGet"];
+        let port = match get["port"].as_str() {
+            Some(name) => port_named(name),
+            None => get["port"].as_i64(),
+        };
+        assert_eq!(port, Some(listen_port), "{probe} port is the listener's");
+        paths.push(get["path"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(paths, ["/health/live", "/health/ready"]);
+    let annotations = &pod["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"].as_str(), Some("true"));
+    assert_eq!(
+        annotations["prometheus.io/port"].as_str(),
+        Some(listen_port.to_string().as_str())
+    );
+    paths.push(
+        annotations["prometheus.io/path"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let grace = pod["spec"]["terminationGracePeriodSeconds"]
+        .as_i64()
+        .unwrap();
+    let d = spine::Config::default().dispatch;
+    assert!(
+        grace as u64 > (d.shutdown_timeout + d.commit_timeout).as_secs(),
+        "terminationGracePeriodSeconds {grace} leaves the shutdown no time to commit"
+    );
+    paths
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_orders_service_serves_metrics_probes_routes_and_a_status_page() {
     let mut broker = OwnBroker::start();
@@ -268,6 +332,12 @@ async fn the_orders_service_serves_metrics_probes_routes_and_a_status_page() {
                 "{family} has a HELP line"
             );
         }
+    }
+
+    // The Kubernetes manifest in deploy/ points at what the service serves.
+    for path in manifest_paths() {
+        let (code, body) = get(&format!("{base}{path}")).await;
+        assert_eq!(code, 200, "{path} from deploy/kubernetes.yaml: {body}");
     }
 
     // /routes and /asyncapi.json.

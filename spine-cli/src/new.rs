@@ -26,6 +26,16 @@ fn files(t: Template) -> Vec<(&'static str, &'static str, &'static str)> {
             "README.md",
             include_str!("../templates/common/README.md.j2"),
         ),
+        (
+            "deploy/Dockerfile",
+            "deploy/Dockerfile",
+            include_str!("../templates/deploy/Dockerfile.j2"),
+        ),
+        (
+            "deploy/kubernetes.yaml",
+            "deploy/kubernetes.yaml",
+            include_str!("../templates/deploy/kubernetes.yaml.j2"),
+        ),
     ];
     match t {
         Template::Json => {

@@ -264,3 +264,32 @@ fn new_depends_on_its_checkout_until_published_or_on_the_version_asked_for() {
         "{out}"
     );
 }
+
+#[test]
+fn the_deploy_folder_is_what_spine_new_generates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_spine"))
+        .args([
+            "new",
+            "orders-service",
+            "--template",
+            "json",
+            "--spine-version",
+            "0.1.0",
+        ])
+        .arg("--path")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    for f in ["Dockerfile", "kubernetes.yaml"] {
+        let generated =
+            std::fs::read_to_string(tmp.path().join("orders-service/deploy").join(f)).unwrap();
+        let kept = std::fs::read_to_string(workspace().join("deploy").join(f)).unwrap();
+        assert_eq!(
+            generated, kept,
+            "deploy/{f} differs from what `spine new orders-service` generates; \
+             regenerate it (deploy/README.md)"
+        );
+    }
+}
