@@ -179,7 +179,12 @@ type CliResult = Result<(), Box<dyn std::error::Error>>;
 const UNCOMMITTED: u8 = 3;
 
 async fn run_app(builder: Builder) -> CliResult {
-    builder.build()?.run().await?;
+    let result = match builder.build() {
+        Ok(app) => app.run().await,
+        Err(e) => Err(e),
+    };
+    crate::shutdown_tracing();
+    result?;
     Ok(())
 }
 

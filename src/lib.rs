@@ -109,19 +109,103 @@ macro_rules! handlers {
 /// Call it first thing in `main`; does nothing if a subscriber is already
 /// installed. A configuration that does not load leaves text: the app
 /// reports the error itself.
+///
+/// With the `otel` feature and `[telemetry] otlp_endpoint` set, spans are also
+/// exported through OTLP (each message's span continues its record's trace);
+/// [`shutdown_tracing`] flushes them, and `spine::run` calls it at the end.
 pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let format = Config::load()
-        .map(|c| c.telemetry.log_format)
+    let telemetry = Config::load()
+        .map(|c| (c.telemetry, c.app.name))
         .unwrap_or_default();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        _ => builder.try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match telemetry.0.log_format {
+        config::LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+        _ => fmt.boxed(),
     };
+    let registry = tracing_subscriber::registry().with(fmt.with_filter(filter()));
+    #[cfg(feature = "otel")]
+    let registry = registry.with(
+        telemetry
+            .0
+            .otlp_endpoint
+            .as_deref()
+            .and_then(|endpoint| otel::layer(endpoint, &telemetry.1)),
+    );
+    #[cfg(not(feature = "otel"))]
+    if telemetry.0.otlp_endpoint.is_some() {
+        eprintln!(
+            "warning: [telemetry] otlp_endpoint is set, but this build has no `otel` feature; \
+             no spans are exported"
+        );
+    }
+    let _ = registry.try_init();
+}
+
+/// Flushes the spans not exported yet (with the `otel` feature); a no-op
+/// otherwise. `spine::run` calls it before it returns.
+pub fn shutdown_tracing() {
+    #[cfg(feature = "otel")]
+    otel::shutdown();
+}
+
+#[cfg(feature = "otel")]
+mod otel {
+    //! The OTLP exporter behind `[telemetry] otlp_endpoint`.
+    use std::sync::OnceLock;
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::Layer;
+
+    static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+    /// The layer that exports spans, with the message spans (DEBUG, target
+    /// `spine::message`) and the app's INFO spans.
+    pub(super) fn layer<S>(endpoint: &str, service: &str) -> Option<impl Layer<S>>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        let exporter = match opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(endpoint)
+            .build()
+        {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("warning: no OTLP export to {endpoint}: {e}");
+                return None;
+            }
+        };
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name(service.to_owned())
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build();
+        let tracer = provider.tracer("spine");
+        let _ = PROVIDER.set(provider);
+        let targets = Targets::new()
+            .with_default(tracing::Level::INFO)
+            .with_target("spine::message", tracing::Level::DEBUG);
+        Some(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(targets),
+        )
+    }
+
+    pub(super) fn shutdown() {
+        if let Some(p) = PROVIDER.get() {
+            let _ = p.shutdown();
+        }
+    }
 }
 
 /// Everything a handler module needs: `use spine::prelude::*;`.

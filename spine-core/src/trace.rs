@@ -66,8 +66,14 @@ pub(crate) fn parse(value: &str) -> Option<Parent<'_>> {
     })
 }
 
-/// The trace context of what `rec`'s handling publishes, if `rec` carries one.
+/// The trace context of what `rec`'s handling publishes, if `rec` carries one
+/// (with the `otel` feature: the message span's, a new trace if it carried
+/// none).
 pub(crate) fn continued(rec: &Record<'_>) -> Option<TraceContext> {
+    #[cfg(feature = "otel")]
+    if let Some(t) = otel::current(rec) {
+        return Some(t);
+    }
     let parent = parse(rec.header_str(TRACEPARENT)?)?;
     let span_id = span_id_of(&parent, rec);
     Some(TraceContext {
@@ -104,6 +110,64 @@ impl TraceContext {
         if let Some(s) = &self.tracestate {
             headers.push((TRACESTATE.to_owned(), s.clone().into_bytes()));
         }
+    }
+}
+
+/// With OpenTelemetry (feature `otel`): the message's span is a child of
+/// the record's remote span context, and what it publishes names the
+/// message's span (so the exported spans of two services link up).
+#[cfg(feature = "otel")]
+pub(crate) mod otel {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use super::{parse, TraceContext, TRACEPARENT, TRACESTATE};
+    use crate::record::Record;
+
+    /// Makes `span` continue the record's trace, if it carries one.
+    pub(crate) fn adopt(span: &tracing::Span, rec: &Record<'_>) {
+        let Some(p) = rec.header_str(TRACEPARENT).and_then(parse) else {
+            return; // a root: the span starts a new trace
+        };
+        let (Ok(trace_id), Ok(span_id), Ok(flags)) = (
+            TraceId::from_hex(p.trace_id),
+            SpanId::from_hex(p.parent_id),
+            u8::from_str_radix(p.flags, 16),
+        ) else {
+            return;
+        };
+        let state = rec
+            .header_str(TRACESTATE)
+            .and_then(|s| s.parse::<TraceState>().ok())
+            .unwrap_or_default();
+        let remote = SpanContext::new(trace_id, span_id, TraceFlags::new(flags), true, state);
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    }
+
+    /// The current span's context, when OpenTelemetry records it.
+    pub(super) fn current(rec: &Record<'_>) -> Option<TraceContext> {
+        let cx = tracing::Span::current().context();
+        let span = cx.span();
+        let sc = span.span_context();
+        if !sc.is_valid() {
+            return None;
+        }
+        let state = sc.trace_state().header();
+        Some(TraceContext {
+            traceparent: format!(
+                "00-{}-{}-{:02x}",
+                sc.trace_id(),
+                sc.span_id(),
+                sc.trace_flags().to_u8()
+            ),
+            tracestate: if state.is_empty() {
+                rec.header_str(TRACESTATE).map(str::to_owned)
+            } else {
+                Some(state)
+            },
+        })
     }
 }
 

@@ -109,6 +109,9 @@ pub struct TelemetryConfig {
     /// `"text"` (the default) or `"json"`: one JSON object per line, with
     /// the message's fields, for log shippers. Read by `spine::init_tracing`.
     pub log_format: LogFormat,
+    /// With the `otel` feature: where spans are exported through OTLP over
+    /// HTTP, e.g. `"http://127.0.0.1:4318/v1/traces"`. Off when unset.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The format of log lines (`[telemetry] log_format`).

@@ -769,6 +769,8 @@ pub(crate) fn message_span(
     if span.is_disabled() {
         return span;
     }
+    #[cfg(feature = "otel")]
+    crate::trace::otel::adopt(&span, rec);
     // The trace this message continues, so that log lines can be joined
     // with the other services' (read only when the span is recorded).
     if let Some(p) = rec
