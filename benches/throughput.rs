@@ -15,6 +15,7 @@
 //! | `spine`       | one `#[on]` handler for the topic, taking the decoded struct  |
 //! | `raw-event`   | the raw loop, plus reading the `ce_type` header to route      |
 //! | `spine-event` | one `#[on(event = "order.placed")]` handler (routes by header)|
+//! | `spine-http`  | `spine-event` with `[http] listen` on, and `/metrics` scraped every second |
 //!
 //! `spine` vs `raw` is the framework's own cost. The `-event` pair adds
 //! routing by CloudEvents header, which costs the same in both: librdkafka
@@ -42,7 +43,7 @@ use rdkafka::message::Headers;
 use rdkafka::Message;
 use spine::prelude::*;
 
-const SIDES: [&str; 4] = ["raw", "spine", "raw-event", "spine-event"];
+const SIDES: [&str; 5] = ["raw", "spine", "raw-event", "spine-event", "spine-http"];
 
 /// The baseline: a StreamConsumer loop that decodes each payload, and with
 /// `by_event` first checks the `ce_type` header as a hand-written router must.
@@ -96,16 +97,37 @@ async fn count_placed(o: OrderPlaced, p: State<Arc<Progress>>) {
     }
 }
 
-/// The same work through Spine: one handler, the app's defaults.
-async fn spine_side(topic: &str, want: u64, by_event: bool) -> Sample {
+/// The same work through Spine: one handler, the app's defaults; with
+/// `http`, the operations surface on and Prometheus' scrape every second.
+async fn spine_side(topic: &str, want: u64, by_event: bool, http: bool) -> Sample {
     let progress = Progress::new(want);
     let handlers = if by_event {
         spine::handlers![count_placed]
     } else {
         spine::handlers![count_any]
     };
+    let mut config = spine_config(topic);
+    let scraper = http.then(|| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        config.http.listen = Some(format!("127.0.0.1:{port}"));
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let url = format!("http://127.0.0.1:{port}/metrics");
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let scraped = client.get(&url).send().await;
+                if let Ok(r) = scraped {
+                    let _ = r.text().await;
+                }
+            }
+        })
+    });
     let app = Spine::builder()
-        .config(spine_config(topic))
+        .config(config)
         .state(progress.clone())
         .handlers(handlers)
         .build()
@@ -114,6 +136,9 @@ async fn spine_side(topic: &str, want: u64, by_event: bool) -> Sample {
     app.run_until(async move { p.done.notified().await })
         .await
         .expect("spine run");
+    if let Some(s) = scraper {
+        s.abort();
+    }
     progress.sample()
 }
 
@@ -123,8 +148,9 @@ fn child(side: &str, topic: &str, messages: u64) -> Sample {
         match side {
             "raw" => raw_side(topic, messages, false).await,
             "raw-event" => raw_side(topic, messages, true).await,
-            "spine" => spine_side(topic, messages, false).await,
-            "spine-event" => spine_side(topic, messages, true).await,
+            "spine" => spine_side(topic, messages, false, false).await,
+            "spine-event" => spine_side(topic, messages, true, false).await,
+            "spine-http" => spine_side(topic, messages, true, true).await,
             other => panic!("unknown side {other}; expected one of {SIDES:?}"),
         }
     })
@@ -166,7 +192,7 @@ fn main() {
     );
     compare(
         &SIDES,
-        &[(1, 0), (3, 2)],
+        &[(1, 0), (3, 2), (4, 3)],
         runs,
         &topic,
         messages,
