@@ -261,11 +261,60 @@ async fn the_orders_service_serves_metrics_probes_routes_and_a_status_page() {
     let dead = read_topic_at(&bs, "orders.dlq", poison.len(), Duration::from_secs(60));
     assert_eq!(dead.len(), poison.len());
 
+    // Trace context survives the hop: an order with a traceparent gets a
+    // reply in the same trace, as an independent client reads it.
+    let traced = format!("{run}-traced");
+    let trace_id = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let body = serde_json::json!({"order_id": traced, "customer": "c", "amount_cents": 1});
+    produce(
+        &p,
+        "orders",
+        Some(&traced),
+        &serde_json::to_vec(&body).unwrap(),
+        &[
+            ("ce_type", "order.placed"),
+            ("traceparent", &format!("00-{trace_id}-1000000000000001-01")),
+        ],
+    )
+    .await;
+    let out = Command::new(python())
+        .arg(py_script("read_topic.py"))
+        .args([
+            "--bootstrap",
+            &bs,
+            "--topic",
+            "orders.accepted",
+            "--match",
+            &traced,
+        ])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tp = reply["headers"]["traceparent"].as_str().unwrap_or_default();
+    assert!(
+        tp.starts_with(&format!("00-{trace_id}-")) && !tp.contains("1000000000000001"),
+        "the reply continues the trace with its own parent id: {reply}"
+    );
+    good.insert(traced);
+
     // /metrics: the counters say what happened, with HELP text and types.
     let orders = [("topic", "orders")];
     let mut m = metrics(&base).await;
     for _ in 0..50 {
-        if sample(&m, "spine_consumer_lag", "spine_consumer_lag", &orders).is_some() {
+        let handled = sample(
+            &m,
+            "spine_messages_handled",
+            "spine_messages_handled_total",
+            &orders,
+        );
+        if handled == Some(good.len() as f64)
+            && sample(&m, "spine_consumer_lag", "spine_consumer_lag", &orders).is_some()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await; // the next statistics
@@ -303,7 +352,7 @@ async fn the_orders_service_serves_metrics_probes_routes_and_a_status_page() {
             ("handler", "accept"),
         ],
     );
-    assert_eq!(timed, Some(40.0), "one duration per order");
+    assert_eq!(timed, Some(41.0), "one duration per order");
     assert_eq!(
         sample(
             &m,
@@ -365,7 +414,7 @@ async fn the_orders_service_serves_metrics_probes_routes_and_a_status_page() {
         assert!(dom.contains(id.as_str()), "failure of {id} listed: {dom}");
     }
     let topic_row = format!(
-        "<td>orders</td><td class=\"n\">40</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
+        "<td>orders</td><td class=\"n\">41</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
         good.len(),
         poison.len()
     );

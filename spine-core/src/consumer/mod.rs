@@ -814,11 +814,11 @@ impl Loop<'_> {
         h: &crate::dispatch::handler::HandlerDescriptor,
         event: Option<&str>,
     ) -> Option<Resume> {
-        let t0 = shared.timed.then(std::time::Instant::now);
+        let t0 = shared.timed.then(quanta::Instant::now);
         let Some((started, emits)) = start_decoded(shared, rec, topic, route, h, event) else {
             return Some(Resume::Fresh);
         };
-        let timed = |t0: Option<std::time::Instant>| {
+        let timed = |t0: Option<quanta::Instant>| {
             if let Some(t) = t0 {
                 route.durations[0].record(t.elapsed());
             }

@@ -226,7 +226,7 @@ impl Shared {
         // One decoded payload per reader schema, shared by fan-out handlers.
         let mut decoded: Vec<(usize, Box<dyn Decoded>)> = Vec::new();
         for (i, h) in route.handlers.iter().enumerate() {
-            let started = self.timed.then(std::time::Instant::now);
+            let started = self.timed.then(quanta::Instant::now);
             let mut attempt = 1;
             let mut first = if i == 0 { resume.take() } else { None };
             if let Some(codec) = &topic.codec {
