@@ -49,9 +49,12 @@ fn logs_are_json_lines_with_telemetry_log_format_json() {
     assert!(!lines.is_empty(), "the demo logs something");
     let mut failed = 0;
     for line in &lines {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
-        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
         if v["message"] == "message failed" {
             // The event's fields sit beside its message, for log shippers.
             assert!(v["offset"].is_number() && v["topic"] == "orders", "{line}");
