@@ -123,7 +123,9 @@ impl Builder {
         if config.http.listen.is_some() {
             // Before the dispatch table takes its metric handles from it.
             #[cfg(feature = "http")]
-            crate::http::install_recorder();
+            if !crate::http::install_recorder() {
+                tracing::info!("a metrics recorder of the app's own is installed; /metrics answers 404");
+            }
             #[cfg(not(feature = "http"))]
             return Err(Error::config(
                 "http.listen",

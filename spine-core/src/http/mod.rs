@@ -32,8 +32,10 @@ pub(crate) struct Ops {
 }
 
 /// Installs Spine's Prometheus recorder unless one is installed already.
-pub(crate) fn install_recorder() {
-    prometheus::install();
+/// Whether Spine's recorder is the one installed (then the per-topic counts
+/// are kept locally and synced into it at each scrape).
+pub(crate) fn install_recorder() -> bool {
+    prometheus::install().is_some()
 }
 
 /// A running listener; [`Listener::stop`] ends it.

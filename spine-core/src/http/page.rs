@@ -94,7 +94,8 @@ pub(super) async fn status_page(State(ops): State<Ops>) -> Html<String> {
          <th>handled</th><th>failed</th><th>no handler</th></tr>",
     );
     for t in shared.table.topics().iter().filter(|t| t.subscribed) {
-        let c = t.metrics.counts();
+        // Not kept when the app installed a recorder of its own.
+        let c = t.metrics.counts().unwrap_or_default();
         let _ = write!(
             h,
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\

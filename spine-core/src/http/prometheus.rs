@@ -47,6 +47,9 @@ pub(super) fn install() -> Option<PrometheusHandle> {
 }
 
 pub(super) async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
+    for t in ops.shared.table.topics() {
+        t.metrics.sync();
+    }
     match &ops.prometheus {
         Some(h) => (
             StatusCode::OK,
