@@ -124,7 +124,9 @@ impl Builder {
             // Before the dispatch table takes its metric handles from it.
             #[cfg(feature = "http")]
             if !crate::http::install_recorder() {
-                tracing::info!("a metrics recorder of the app's own is installed; /metrics answers 404");
+                tracing::info!(
+                    "a metrics recorder of the app's own is installed; /metrics answers 404"
+                );
             }
             #[cfg(not(feature = "http"))]
             return Err(Error::config(
