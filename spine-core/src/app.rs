@@ -40,6 +40,8 @@ pub struct Builder {
     codecs: Vec<(String, CodecFactory)>,
     aggregates: Vec<crate::aggregate::Aggregate>,
     version: Option<&'static str>,
+    /// Topics count locally for the status page (set by `build`).
+    count_locally: bool,
 }
 
 impl Builder {
@@ -120,10 +122,13 @@ impl Builder {
                  or set SPINE_BOOTSTRAP_SERVERS",
             ));
         }
+        let mut builder = self;
         if config.http.listen.is_some() {
             // Before the dispatch table takes its metric handles from it.
             #[cfg(feature = "http")]
-            if !crate::http::install_recorder() {
+            if crate::http::install_recorder() {
+                builder.count_locally = true;
+            } else {
                 tracing::info!(
                     "a metrics recorder of the app's own is installed; /metrics answers 404"
                 );
@@ -135,8 +140,8 @@ impl Builder {
                  (on by default), or unset it",
             ));
         }
-        let version = self.version;
-        let shared = self.build_shared(config, Outbound::kafka)?;
+        let version = builder.version;
+        let shared = builder.build_shared(config, Outbound::kafka)?;
         consumer::check_consumer_config(&shared)?;
         for r in shared.table.describe().iter().filter(|r| r.subscribed) {
             let event = r.event.as_deref().unwrap_or("*");
@@ -193,7 +198,10 @@ impl Builder {
                 codecs.insert(name.to_owned(), factory(&config)?);
             }
         }
-        let table = DispatchTable::build(&self.handlers, &internal, &config, &codecs)?;
+        let mut table = DispatchTable::build(&self.handlers, &internal, &config, &codecs)?;
+        if self.count_locally {
+            table.count_locally();
+        }
         // What the app publishes is encoded by the codec of the destination topic.
         let mut output_codecs = HashMap::new();
         for topic in config.topics.keys() {

@@ -138,15 +138,20 @@ const FAILED_AT: usize = 2;
 const UNKNOWN_AT: usize = 3;
 
 impl TopicMetrics {
-    pub(crate) fn new(topic: &str, local: bool) -> Self {
+    pub(crate) fn new(topic: &str) -> Self {
         let t = topic.to_owned();
         TopicMetrics {
             consumed: counter!(CONSUMED, "topic" => t.clone()),
             handled: counter!(HANDLED, "topic" => t.clone()),
             unknown_event: counter!(UNKNOWN_EVENT, "topic" => t.clone()),
             produced: counter!(PRODUCED, "topic" => t),
-            local: local.then(Default::default),
+            local: None,
         }
+    }
+
+    /// From now on, counts locally instead of on the counters.
+    pub(crate) fn count_locally(&mut self) {
+        self.local.get_or_insert_with(Default::default);
     }
 
     /// Counts locally (`[http]` on), else on `counter`.

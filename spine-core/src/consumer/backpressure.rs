@@ -22,10 +22,9 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::TopicPartitionList;
 
-use super::Loop;
 use crate::metrics as m;
 
 /// librdkafka's default `max.poll.interval.ms`.
@@ -73,100 +72,91 @@ impl Bound {
     pub(super) fn is_paused(&self) -> bool {
         self.paused
     }
-}
 
-impl Loop<'_> {
     /// Whether the loop may take a message from librdkafka: below the bound,
     /// or polling with its partitions paused.
     #[inline]
-    pub(super) fn may_take(&self) -> bool {
-        self.in_flight < self.bound.max_in_flight || self.bound.paused
+    pub(super) fn may_take(&self, in_flight: usize) -> bool {
+        in_flight < self.max_in_flight || self.paused
     }
 
-    pub(super) fn started_one(&mut self) {
-        self.in_flight += 1;
-        if self.in_flight == self.bound.max_in_flight {
-            metrics::counter!(m::BACKPRESSURE_PAUSES).increment(1);
-            self.shared.stats.paused();
-            tracing::debug!(
-                in_flight = self.in_flight,
-                "max_in_flight reached; taking no more messages until some finish"
-            );
-        }
-        self.bound_changed();
-    }
-
-    pub(super) fn finished_one(&mut self) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        self.bound_changed();
-    }
-
-    /// Keeps the bound's clock in step with `in_flight` (which parking moves
-    /// too): it runs while the bound holds; below it, what it paused resumes.
-    pub(super) fn bound_changed(&mut self) {
-        if self.in_flight >= self.bound.max_in_flight {
-            self.bound.full_since.get_or_insert_with(Instant::now);
-        } else if self.bound.full_since.take().is_some() && self.bound.paused {
-            self.resume_stalled();
+    /// `in_flight` changed (parking moves it too): the clock runs while the
+    /// bound holds. Returns whether what [`Bound::pause`] paused should
+    /// resume now.
+    pub(super) fn changed(&mut self, in_flight: usize) -> bool {
+        if in_flight >= self.max_in_flight {
+            self.full_since.get_or_insert_with(Instant::now);
+            false
+        } else {
+            self.full_since.take().is_some() && self.paused
         }
     }
 
     /// The bound held for half of `max.poll.interval.ms`: pauses every
     /// assigned partition, so that the loop can poll without taking messages.
-    pub(super) fn pause_stalled(&mut self) {
-        let assigned = match self.consumer.assignment() {
+    pub(super) fn pause<C: ConsumerContext, K: Consumer<C>>(
+        &mut self,
+        consumer: &K,
+        in_flight: usize,
+    ) {
+        let assigned = match consumer.assignment() {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the assignment to pause it");
                 return;
             }
         };
-        if let Err(e) = self.consumer.pause(&assigned) {
+        if let Err(e) = consumer.pause(&assigned) {
             tracing::warn!(error = %e, "cannot pause the assigned partitions");
             return;
         }
-        self.bound.paused = true;
+        self.paused = true;
         metrics::counter!(m::STALL_PAUSES).increment(1);
         tracing::warn!(
-            in_flight = self.in_flight,
-            held_s = self.bound.pause_after.as_secs_f64(),
+            in_flight,
+            held_s = self.pause_after.as_secs_f64(),
             partitions = assigned.count(),
             "max_in_flight held for half of max.poll.interval.ms: partitions paused so that \
              the consumer keeps polling and stays in its group; they resume when a message finishes"
         );
     }
 
-    /// A message arrived while the partitions are paused: its partition was
-    /// assigned since, and is paused too.
-    pub(super) fn pause_partition_of(&mut self, msg: &rdkafka::message::BorrowedMessage<'_>) {
-        use rdkafka::Message;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(msg.topic(), msg.partition());
-        if let Err(e) = self.consumer.pause(&tpl) {
-            tracing::warn!(error = %e, "cannot pause a newly assigned partition");
-        }
-    }
-
-    /// A message finished: resumes what [`Loop::pause_stalled`] paused, except
-    /// partitions held back by `max_parked`.
-    fn resume_stalled(&mut self) {
-        self.bound.paused = false;
-        let Ok(assigned) = self.consumer.assignment() else {
+    /// Resumes what [`Bound::pause`] paused, except the partitions `held`
+    /// back for another reason (`max_parked`).
+    pub(super) fn resume<C: ConsumerContext, K: Consumer<C>>(
+        &mut self,
+        consumer: &K,
+        held: impl Fn(&str, i32) -> bool,
+    ) {
+        self.paused = false;
+        let Ok(assigned) = consumer.assignment() else {
             return;
         };
         let mut resume = TopicPartitionList::new();
         for e in assigned.elements() {
-            let parked = self
-                .slots
-                .iter()
-                .any(|s| s.paused && s.partition == e.partition() && &*s.topic == e.topic());
-            if !parked {
+            if !held(e.topic(), e.partition()) {
                 resume.add_partition(e.topic(), e.partition());
             }
         }
-        match self.consumer.resume(&resume) {
+        match consumer.resume(&resume) {
             Ok(()) => tracing::info!(partitions = resume.count(), "partitions resumed"),
             Err(e) => tracing::warn!(error = %e, "cannot resume the partitions"),
         }
+    }
+}
+
+/// Pauses (or resumes) one partition.
+pub(super) fn set_paused<C: ConsumerContext, K: Consumer<C>>(
+    consumer: &K,
+    topic: &str,
+    partition: i32,
+    pause: bool,
+) -> rdkafka::error::KafkaResult<()> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    if pause {
+        consumer.pause(&tpl)
+    } else {
+        consumer.resume(&tpl)
     }
 }

@@ -18,17 +18,17 @@ mod backpressure;
 mod lanes;
 mod parked;
 mod reach;
+mod registry;
+mod ticket;
 mod tracker;
 mod watch;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
@@ -45,6 +45,8 @@ use tracing::Instrument;
 use crate::codec::{CodecError, DecodedPayload};
 use crate::consumer::lanes::{LaneId, Lanes};
 use crate::consumer::reach::Reach;
+use crate::consumer::registry::{PartitionShared, Registry};
+use crate::consumer::ticket::Ticket;
 use crate::consumer::tracker::OffsetTracker;
 use crate::consumer::watch::{Stage, Watch};
 use crate::dispatch::extract::Scope;
@@ -54,54 +56,6 @@ use crate::metrics as m;
 use crate::outbound::{is_producer_only, kafka_config_error};
 use crate::record::Record;
 use crate::shutdown::Shutdown;
-
-/// State of one assigned partition that the rebalance callback must see.
-pub(crate) struct PartitionShared {
-    gen: u64,
-    /// Offset safe to commit, or -1.
-    committable: AtomicI64,
-    /// The last offset the broker confirmed as committed, or -1.
-    confirmed: AtomicI64,
-    revoked: AtomicBool,
-}
-
-/// Assigned partitions, shared between the loop and the rebalance callback.
-#[derive(Default)]
-pub(crate) struct Registry {
-    parts: Mutex<HashMap<(String, i32), Arc<PartitionShared>>>,
-    next_gen: AtomicU64,
-}
-
-impl Registry {
-    fn get_or_assign(&self, topic: &str, partition: i32) -> Arc<PartitionShared> {
-        self.parts
-            .lock()
-            .entry((topic.to_owned(), partition))
-            .or_insert_with(|| self.fresh())
-            .clone()
-    }
-
-    /// Records the offsets a commit stored, partition by partition.
-    fn confirm(&self, offsets: &TopicPartitionList) {
-        let parts = self.parts.lock();
-        for e in offsets.elements() {
-            if let (Ok(()), Offset::Offset(o)) = (e.error(), e.offset()) {
-                if let Some(p) = parts.get(&(e.topic().to_owned(), e.partition())) {
-                    p.confirmed.fetch_max(o, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-
-    fn fresh(&self) -> Arc<PartitionShared> {
-        Arc::new(PartitionShared {
-            gen: self.next_gen.fetch_add(1, Ordering::Relaxed),
-            committable: AtomicI64::new(-1),
-            confirmed: AtomicI64::new(-1),
-            revoked: AtomicBool::new(false),
-        })
-    }
-}
 
 /// The rdkafka context: commits finished offsets when partitions are revoked,
 /// records the offsets the broker confirms, and reports commit failures.
@@ -220,18 +174,6 @@ impl ConsumerContext for SpineContext {
         }
         self.registry.confirm(offsets);
     }
-}
-
-/// Identifies a message in flight.
-#[derive(Clone, Copy)]
-struct Ticket {
-    slot: usize,
-    gen: u64,
-    offset: i64,
-    lane: Option<LaneId>,
-    /// Already out of `in_flight`: a held offset (open aggregate) waits
-    /// outside the bound.
-    released: bool,
 }
 
 /// A message waiting in its lane.
@@ -1031,6 +973,150 @@ impl Loop<'_> {
             }
         } else {
             tracing::trace!(partitions = tpl.count(), "committed");
+        }
+    }
+}
+
+/// Backpressure (`backpressure` holds the bound's state and the pausing).
+impl Loop<'_> {
+    #[inline]
+    fn may_take(&self) -> bool {
+        self.bound.may_take(self.in_flight)
+    }
+
+    fn started_one(&mut self) {
+        self.in_flight += 1;
+        if self.in_flight == self.bound.max_in_flight {
+            metrics::counter!(m::BACKPRESSURE_PAUSES).increment(1);
+            self.shared.stats.paused();
+            tracing::debug!(
+                in_flight = self.in_flight,
+                "max_in_flight reached; taking no more messages until some finish"
+            );
+        }
+        self.bound_changed();
+    }
+
+    fn finished_one(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.bound_changed();
+    }
+
+    /// `in_flight` moved: below the bound again, what a stall paused resumes
+    /// (but not partitions held back by `max_parked`).
+    fn bound_changed(&mut self) {
+        if self.bound.changed(self.in_flight) {
+            let slots = &self.slots;
+            self.bound.resume(self.consumer, |topic, partition| {
+                slots
+                    .iter()
+                    .any(|s| s.paused && s.partition == partition && &*s.topic == topic)
+            });
+        }
+    }
+
+    /// The bound held too long: pause the partitions, poll again.
+    fn pause_stalled(&mut self) {
+        self.bound.pause(self.consumer, self.in_flight);
+    }
+
+    /// A message arrived while the partitions are paused: its partition was
+    /// assigned since, and is paused too.
+    fn pause_partition_of(&mut self, msg: &BorrowedMessage<'_>) {
+        if let Err(e) = backpressure::set_paused(self.consumer, msg.topic(), msg.partition(), true)
+        {
+            tracing::warn!(error = %e, "cannot pause a newly assigned partition");
+        }
+    }
+}
+
+/// Parking (`parked` holds the watch the dispatch side reports through).
+impl Loop<'_> {
+    /// The watch for a message of `topic_idx`, if its topic parks.
+    fn park_watch(
+        &self,
+        topic_idx: usize,
+        ticket: Ticket,
+    ) -> Option<Box<dyn crate::dispatch::park::ParkWatch>> {
+        if !self.shared.table.topic(topic_idx).parks {
+            return None;
+        }
+        Some(parked::LaneWatch::boxed(
+            self.park_tx.clone(),
+            ticket,
+            self.slots[ticket.slot].shared.clone(),
+        ))
+    }
+
+    /// A message parked or unparked: moves it and the messages waiting behind
+    /// it out of `max_in_flight` (or back), and pauses or resumes its partition
+    /// around `max_parked`.
+    fn on_park(&mut self, (ticket, parked): parked::ParkNote) {
+        let waiting = match ticket.lane {
+            Some(lane) => self.lanes.set_parked(lane, parked),
+            None => 0,
+        };
+        let key = (ticket.slot, ticket.gen, ticket.offset);
+        let slot = &mut self.slots[ticket.slot];
+        let current = slot.shared.gen == ticket.gen;
+        if parked {
+            self.in_flight = self.in_flight.saturating_sub(1 + waiting);
+            if current {
+                slot.parked += waiting;
+            }
+            let s = &self.slots[ticket.slot];
+            self.watch
+                .enter(key, Stage::Parked, &s.topic, s.partition, None);
+        } else {
+            self.in_flight += 1 + waiting;
+            if current {
+                slot.parked = slot.parked.saturating_sub(waiting);
+            }
+            let s = &self.slots[ticket.slot];
+            self.watch
+                .enter(key, Stage::Handler, &s.topic, s.partition, None);
+        }
+        self.bound_changed();
+        self.pause_or_resume(ticket.slot);
+    }
+
+    /// A message arrived for a parked key: it waits outside `max_in_flight`.
+    fn wait_behind_parked(&mut self, slot: usize) {
+        self.slots[slot].parked += 1;
+        self.pause_or_resume(slot);
+    }
+
+    /// Pauses a partition whose parked backlog reached `max_parked`, and
+    /// resumes it once below.
+    fn pause_or_resume(&mut self, slot: usize) {
+        let max = self.shared.config.retry.max_parked;
+        let s = &mut self.slots[slot];
+        let over = s.parked >= max;
+        if over == s.paused || s.shared.revoked.load(Ordering::Relaxed) {
+            return;
+        }
+        if !over && self.bound.is_paused() {
+            // Paused for backpressure too: resumed with the others.
+            s.paused = false;
+            return;
+        }
+        match backpressure::set_paused(self.consumer, &s.topic, s.partition, over) {
+            Ok(()) => {
+                s.paused = over;
+                tracing::info!(
+                    topic = %s.topic, partition = s.partition, parked = s.parked, max_parked = max,
+                    "{}",
+                    if over {
+                        "max_parked reached: partition paused until a parked key drains"
+                    } else {
+                        "parked backlog below max_parked: partition resumed"
+                    }
+                );
+            }
+            Err(e) => tracing::warn!(
+                topic = %s.topic, partition = s.partition, error = %e,
+                "could not pause or resume the partition; tried again at its next park change"
+            ),
         }
     }
 }

@@ -207,6 +207,14 @@ impl DispatchTable {
         self.topics.push(routes);
     }
 
+    /// Keeps each topic's counts locally, for the status page (`[http]` on
+    /// with Spine's recorder).
+    pub(crate) fn count_locally(&mut self) {
+        for t in &mut self.topics {
+            t.metrics.count_locally();
+        }
+    }
+
     pub(crate) fn topic_index(&self, topic: &str) -> Option<usize> {
         self.index.get(topic).copied()
     }
@@ -364,7 +372,7 @@ fn topic_routes(
         unknown: config.unknown_event(&topic),
         dead_letter_topic: config.dead_letter_topic(&topic),
         error_topic: config.error_event_topic(&topic),
-        metrics: TopicMetrics::new(&topic, local_counts(config)),
+        metrics: TopicMetrics::new(&topic),
         codec,
         topic: topic.as_str().into(),
         by_event,
@@ -391,25 +399,13 @@ fn internal_routes(t: &InternalTopic, config: &Config) -> Result<TopicRoutes, Er
         unknown: UnknownEvent::DeadLetter,
         dead_letter_topic: t.dead_letter_topic.clone(),
         error_topic: config.error_event_topic(&t.topic),
-        metrics: TopicMetrics::new(&t.topic, local_counts(config)),
+        metrics: TopicMetrics::new(&t.topic),
         topic: t.topic.as_str().into(),
         by_event: FastMap::default(),
         any: Some(route(&t.handlers, &None, &t.topic, "*")?),
         subscribed: false,
         parks: false,
     })
-}
-
-/// Whether topics count locally for the status page: `[http]` is on with
-/// Spine's own recorder (which is installed by then).
-fn local_counts(config: &Config) -> bool {
-    #[cfg(feature = "http")]
-    return config.http.listen.is_some() && crate::http::install_recorder();
-    #[cfg(not(feature = "http"))]
-    {
-        let _ = config;
-        false
-    }
 }
 
 /// One route: its handlers, each handler's reader compiled by the topic's

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::Ops;
+use super::ops::Ops;
 
 /// Statistics older than this mean librdkafka is not reporting.
 const STATS_STALE: Duration = Duration::from_secs(5);

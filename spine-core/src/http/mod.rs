@@ -9,6 +9,7 @@
 //! Handlers over HTTP (a later addition) mount on the same router.
 
 mod health;
+mod ops;
 mod page;
 mod prometheus;
 
@@ -22,14 +23,7 @@ use axum::{Json, Router};
 
 use crate::dispatch::Shared;
 use crate::error::Error;
-
-/// What the routes read.
-#[derive(Clone)]
-pub(crate) struct Ops {
-    shared: Arc<Shared>,
-    prometheus: Option<::metrics_exporter_prometheus::PrometheusHandle>,
-    version: Option<&'static str>,
-}
+use ops::Ops;
 
 /// Installs Spine's Prometheus recorder unless one is installed already.
 /// Whether Spine's recorder is the one installed (then the per-topic counts

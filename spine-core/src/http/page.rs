@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::Html;
 use html_escape::encode_text as esc;
 
-use super::Ops;
+use super::ops::Ops;
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}\
 h1{font-size:1.4em;margin:0}h2{font-size:1.1em;margin-top:1.6em}\

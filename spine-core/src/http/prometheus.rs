@@ -10,7 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use super::Ops;
+use super::ops::Ops;
 use crate::metrics as m;
 
 /// The handle of the recorder Spine installed, shared by every app of the
