@@ -421,6 +421,36 @@ async fn the_orders_service_serves_metrics_probes_routes_and_a_status_page() {
     assert!(dom.contains(&topic_row), "counts by topic: {dom}");
     assert!(!dom.contains("amount_cents"), "no payloads on the page");
 
+    // Three more instances: four members on three partitions. The one left
+    // without a partition is ready all the same, and says why.
+    let mut others = Vec::new();
+    let mut ports = vec![http];
+    for _ in 0..3 {
+        let port = free_port();
+        others.push(start_orders(&bs, &group, port));
+        ports.push(port);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    'idle: loop {
+        for port in &ports {
+            let (code, body) = get_json(&format!("http://127.0.0.1:{port}/health/ready")).await;
+            let detail = body["checks"]["group"]["detail"]
+                .as_str()
+                .unwrap_or_default();
+            if code == 200 && detail.contains("no partition assigned") {
+                break 'idle;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no member reported an empty assignment as ready"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for mut o in others {
+        terminate(&mut o);
+    }
+
     // The broker goes away: not ready, still live.
     broker.kill();
     let down = wait_status(
@@ -446,11 +476,16 @@ async fn the_orders_service_serves_metrics_probes_routes_and_a_status_page() {
     let (live, body) = get_json(&format!("{base}/health/live")).await;
     assert_eq!(live, 200, "{body}");
 
+    let code = terminate(&mut service);
+    assert!(code.success(), "SIGTERM: exit {code:?}");
+}
+
+/// SIGTERM, and the exit status.
+fn terminate(service: &mut Service) -> std::process::ExitStatus {
     let stopped = Command::new("kill")
         .args(["-TERM", &service.0.id().to_string()])
         .status()
         .unwrap();
     assert!(stopped.success());
-    let code = service.0.wait().unwrap();
-    assert!(code.success(), "SIGTERM: exit {code:?}");
+    service.0.wait().unwrap()
 }

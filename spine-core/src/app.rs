@@ -122,24 +122,12 @@ impl Builder {
                  or set SPINE_BOOTSTRAP_SERVERS",
             ));
         }
-        let mut builder = self;
-        if config.http.listen.is_some() {
-            // Before the dispatch table takes its metric handles from it.
-            #[cfg(feature = "http")]
-            if crate::http::install_recorder() {
-                builder.count_locally = true;
-            } else {
-                tracing::info!(
-                    "a metrics recorder of the app's own is installed; /metrics answers 404"
-                );
-            }
-            #[cfg(not(feature = "http"))]
-            return Err(Error::config(
-                "http.listen",
-                "this build has no HTTP listener: enable the `http` feature of spine-kafka \
-                 (on by default), or unset it",
-            ));
-        }
+        // Before the dispatch table takes its metric handles from it.
+        let count_locally = config.http.listen.is_some() && http_recorder()?;
+        let builder = Builder {
+            count_locally,
+            ..self
+        };
         let version = builder.version;
         let shared = builder.build_shared(config, Outbound::kafka)?;
         consumer::check_consumer_config(&shared)?;
@@ -261,6 +249,27 @@ impl Builder {
     pub(crate) fn take_config(&mut self) -> Option<Config> {
         self.config.take()
     }
+}
+
+/// `[http]` is on: installs Spine's Prometheus recorder unless the app
+/// installed one; whether Spine's is the one. Refused without the feature.
+fn http_recorder() -> Result<bool, Error> {
+    #[cfg(feature = "http")]
+    {
+        let ours = crate::http::install_recorder();
+        if !ours {
+            tracing::info!(
+                "a metrics recorder of the app's own is installed; /metrics answers 404"
+            );
+        }
+        Ok(ours)
+    }
+    #[cfg(not(feature = "http"))]
+    Err(Error::config(
+        "http.listen",
+        "this build has no HTTP listener: enable the `http` feature of spine-kafka \
+         (on by default), or unset it",
+    ))
 }
 
 /// A built app, ready to run.
