@@ -1,5 +1,6 @@
 //! Counters go through the `metrics` facade: consumed, handled, failed,
-//! retried and dead-lettered messages, labelled by topic (and failure kind).
+//! retried and dead-lettered messages, labelled by topic (and failure kind,
+//! for the failed, retried and dead-lettered).
 //! Its own test binary, because a metrics recorder is process-global.
 
 mod support;
@@ -90,7 +91,7 @@ async fn counters_are_reported_per_topic_and_kind() {
         "{counters:#?}"
     );
     assert_eq!(
-        get(&format!("{}{{topic={topic}}}", m::RETRIED)),
+        get(&format!("{}{{kind=handler,topic={topic}}}", m::RETRIED)),
         2,
         "{counters:#?}"
     );
