@@ -9,21 +9,11 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
-
-/// A service process, killed if the test ends before it stopped it.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn start_orders(bootstrap: &str, group: &str, http_port: u16) -> Service {
     let log = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("orders-ops.log");
@@ -277,24 +267,7 @@ async fn the_orders_service_serves_metrics_probes_routes_and_a_status_page() {
         ],
     )
     .await;
-    let out = Command::new(python())
-        .arg(py_script("read_topic.py"))
-        .args([
-            "--bootstrap",
-            &bs,
-            "--topic",
-            "orders.accepted",
-            "--match",
-            &traced,
-        ])
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reply = read_with_python(&bs, "orders.accepted", &traced);
     let tp = reply["headers"]["traceparent"].as_str().unwrap_or_default();
     assert!(
         tp.starts_with(&format!("00-{trace_id}-")) && !tp.contains("1000000000000001"),
@@ -448,7 +421,7 @@ async fn the_orders_service_serves_metrics_probes_routes_and_a_status_page() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for mut o in others {
-        terminate(&mut o);
+        o.terminate();
     }
 
     // The broker goes away: not ready, still live.
@@ -476,16 +449,6 @@ async fn the_orders_service_serves_metrics_probes_routes_and_a_status_page() {
     let (live, body) = get_json(&format!("{base}/health/live")).await;
     assert_eq!(live, 200, "{body}");
 
-    let code = terminate(&mut service);
+    let code = service.terminate();
     assert!(code.success(), "SIGTERM: exit {code:?}");
-}
-
-/// SIGTERM, and the exit status.
-fn terminate(service: &mut Service) -> std::process::ExitStatus {
-    let stopped = Command::new("kill")
-        .args(["-TERM", &service.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    service.0.wait().unwrap()
 }

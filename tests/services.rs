@@ -13,7 +13,7 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,16 +26,6 @@ use support::*;
 
 /// One test at a time.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A service process, killed if the test ends before it stopped it.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts the orders example as a service named `name` (its replies' `ce_source`).
 fn start_service(bootstrap: &str, group: &str, name: &str, ordering: &str) -> Service {
@@ -195,22 +185,6 @@ async fn send_order(
     }
 }
 
-/// SIGTERM, and the exit status.
-fn terminate(service: &mut Service) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args(["-TERM", &service.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    service.0.wait().unwrap()
-}
-
-/// SIGKILL, and waits until it is gone.
-fn kill_9(service: &mut Service) {
-    service.0.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix
-    service.0.wait().unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_no_order() {
     let _turn = TURN.lock().await;
@@ -257,7 +231,7 @@ async fn kill_9_mid_stream_loses_no_order() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    kill_9(&mut first);
+    first.kill_9();
     let committed_at_kill: i64 = committed(&group, "orders", 3).values().sum();
     tokio::time::sleep(Duration::from_millis(500)).await; // its last replies arrive
     let at_kill = watcher.distinct();
@@ -280,7 +254,7 @@ async fn kill_9_mid_stream_loses_no_order() {
     .await;
 
     // Graceful stop: SIGTERM, exit code 0, everything committed.
-    let code = terminate(&mut second);
+    let code = second.terminate();
     assert!(
         code.success(),
         "SIGTERM must end the service with exit code 0, got {code:?}"
@@ -434,7 +408,7 @@ async fn rebalances_lose_no_order_and_keep_each_key_in_order() {
     .await;
 
     // One leaves gracefully: its revoke commits what it finished; exit 0.
-    let code = terminate(instances.get_mut("inst-b").unwrap());
+    let code = instances.get_mut("inst-b").unwrap().terminate();
     assert!(code.success(), "SIGTERM: exit {code:?}");
     let after_b = watcher.records();
     wait_for("answers after inst-b left", Duration::from_secs(30), || {
@@ -444,7 +418,7 @@ async fn rebalances_lose_no_order_and_keep_each_key_in_order() {
 
     // One is killed.
     let killed_at = Instant::now();
-    kill_9(instances.get_mut("inst-c").unwrap());
+    instances.get_mut("inst-c").unwrap().kill_9();
 
     let partition_of = sender.await.unwrap();
     wait_for("every order answered", Duration::from_secs(180), || {
@@ -486,7 +460,7 @@ async fn rebalances_lose_no_order_and_keep_each_key_in_order() {
     );
 
     for name in ["inst-a", "inst-d"] {
-        let code = terminate(instances.get_mut(name).unwrap());
+        let code = instances.get_mut(name).unwrap().terminate();
         assert!(code.success(), "{name}: SIGTERM: exit {code:?}");
     }
     stop_commits.store(true, Ordering::Relaxed);

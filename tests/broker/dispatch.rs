@@ -315,24 +315,7 @@ async fn replies_carry_the_conversation_headers() {
     );
 
     // An independent client (Python's confluent-kafka) sees the same headers.
-    let out = std::process::Command::new(python())
-        .arg(py_script("read_topic.py"))
-        .args([
-            "--bootstrap",
-            &bootstrap(),
-            "--topic",
-            "replies.out",
-            "--match",
-            &run,
-        ])
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("python prints JSON");
+    let seen = read_with_python(&bootstrap(), "replies.out", &run);
     assert_eq!(seen["key"], "key-7");
     assert_eq!(seen["headers"]["ce_type"], "pong");
     assert_eq!(seen["headers"]["ce_correlationid"], "conv-9");

@@ -6,8 +6,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
 use rdkafka::Message;
 
 use crate::support::*;
@@ -60,34 +58,14 @@ mod relay {
 /// Produces `ids` as events `event` on `topic`, keyed by id; returns the
 /// offset after the last record of each partition.
 async fn produce_all(topic: &str, event: &str, ids: &[String]) -> HashMap<i32, i64> {
-    let producer = producer();
-    let mut acks = Vec::new();
-    for id in ids {
+    let records = ids.iter().map(|id| {
         let body = serde_json::to_vec(&serde_json::json!({ "order_id": id, "id": id })).unwrap();
-        let headers = OwnedHeaders::new().insert(Header {
-            key: "ce_type",
-            value: Some(event),
-        });
-        loop {
-            let rec = FutureRecord::to(topic)
-                .key(id)
-                .payload(&body)
-                .headers(headers.clone());
-            match producer.send_result(rec) {
-                Ok(ack) => break acks.push(ack),
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await, // queue full
-            }
-        }
-    }
+        (id.clone(), body)
+    });
     let mut ends = HashMap::new();
-    for ack in acks {
-        let d = ack
-            .await
-            .expect("delivery report")
-            .map_err(|(e, _)| e)
-            .expect("produced");
-        let end = ends.entry(d.partition).or_insert(0);
-        *end = (*end).max(d.offset + 1);
+    for (partition, offset) in produce_keyed(topic, event, records).await {
+        let end = ends.entry(partition).or_insert(0);
+        *end = (*end).max(offset + 1);
     }
     ends
 }

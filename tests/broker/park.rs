@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
 use rdkafka::Message;
 
 use crate::support::*;
@@ -70,38 +68,14 @@ async fn step(s: Step, poison: State<Arc<Poison>>) -> Result<(), HandlerError> {
     Ok(())
 }
 
-/// Produces `steps` in order (keyed by their key), all in flight at once;
-/// returns each step's (partition, offset).
+/// Produces `steps` in order, keyed by their key; returns each one's
+/// (partition, offset).
 async fn produce_steps(topic: &str, steps: &[(String, u32)]) -> Vec<(i32, i64)> {
-    let producer = producer();
-    let headers = OwnedHeaders::new().insert(Header {
-        key: "ce_type",
-        value: Some("step"),
-    });
-    let mut acks = Vec::new();
-    for (key, seq) in steps {
+    let records = steps.iter().map(|(key, seq)| {
         let body = serde_json::to_vec(&serde_json::json!({ "key": key, "seq": seq })).unwrap();
-        loop {
-            let rec = FutureRecord::to(topic)
-                .key(key)
-                .payload(&body)
-                .headers(headers.clone());
-            match producer.send_result(rec) {
-                Ok(ack) => break acks.push(ack),
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await, // queue full
-            }
-        }
-    }
-    let mut at = Vec::new();
-    for ack in acks {
-        let d = ack
-            .await
-            .expect("delivery report")
-            .map_err(|(e, _)| e)
-            .expect("produced");
-        at.push((d.partition, d.offset));
-    }
-    at
+        (key.clone(), body)
+    });
+    produce_keyed(topic, "step", records).await
 }
 
 fn park_config(group: &str, topic: &str) -> Config {

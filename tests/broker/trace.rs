@@ -228,18 +228,7 @@ async fn trace_context_continues_in_everything_published() {
     }
 
     // An independent client reads the reply's header the same.
-    let out = std::process::Command::new(python())
-        .arg(py_script("read_topic.py"))
-        .args(["--bootstrap", &bootstrap(), "--topic", "trace.out"])
-        .args(["--match", &id("replied")])
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = read_with_python(&bootstrap(), "trace.out", &id("replied"));
     let tp = seen["headers"]["traceparent"].as_str().unwrap_or_default();
     assert!(tp.starts_with(&format!("00-{TRACE_ID}-")), "{seen}");
     assert_eq!(seen["headers"]["tracestate"], TRACESTATE, "{seen}");

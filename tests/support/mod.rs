@@ -473,3 +473,93 @@ pub fn python() -> String {
 pub fn py_script(name: &str) -> String {
     format!("{}/tests/py/{name}", env!("CARGO_MANIFEST_DIR"))
 }
+
+/// The first record of `topic` whose payload contains `needle`, as an
+/// independent client (Python's confluent-kafka, tests/py/read_topic.py)
+/// reads it: `{"key", "headers": {...}, "value"}`.
+pub fn read_with_python(bootstrap: &str, topic: &str, needle: &str) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(py_script("read_topic.py"))
+        .args([
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--match",
+            needle,
+        ])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "python found no record of {topic} with {needle}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("python prints JSON")
+}
+
+/// A service process (an example run as a service), killed if the test ends
+/// before it stopped it.
+pub struct Service(pub std::process::Child);
+
+impl Service {
+    /// SIGTERM, and the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM");
+        self.0.wait().expect("the service ends")
+    }
+
+    /// SIGKILL, and waits until it is gone.
+    pub fn kill_9(&mut self) {
+        self.0.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix
+        self.0.wait().expect("the service ends");
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Produces `records` (key, JSON body) as events `event` on `topic`, all in
+/// flight at once and in order; returns each record's (partition, offset).
+pub async fn produce_keyed(
+    topic: &str,
+    event: &str,
+    records: impl IntoIterator<Item = (String, Vec<u8>)>,
+) -> Vec<(i32, i64)> {
+    let producer = producer();
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "ce_type",
+        value: Some(event),
+    });
+    let mut acks = Vec::new();
+    for (key, body) in records {
+        loop {
+            let rec = FutureRecord::to(topic)
+                .key(&key)
+                .payload(&body)
+                .headers(headers.clone());
+            match producer.send_result(rec) {
+                Ok(ack) => break acks.push(ack),
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await, // queue full
+            }
+        }
+    }
+    let mut at = Vec::with_capacity(acks.len());
+    for ack in acks {
+        let d = ack
+            .await
+            .expect("delivery report")
+            .map_err(|(e, _)| e)
+            .expect("produced");
+        at.push((d.partition, d.offset));
+    }
+    at
+}
