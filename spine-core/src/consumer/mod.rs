@@ -224,6 +224,8 @@ struct Loop<'c> {
     watch: Watch,
     park_tx: tokio::sync::mpsc::UnboundedSender<parked::ParkNote>,
     park_rx: tokio::sync::mpsc::UnboundedReceiver<parked::ParkNote>,
+    /// Whether some topic parks exhausted messages (`on_exhausted = "park"`).
+    parks: bool,
 }
 
 /// Builds the consumer's librdkafka configuration.
@@ -310,6 +312,7 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> Result<(), E
         watch: Watch::new(shared.config.dispatch.in_flight_warning),
         park_tx,
         park_rx,
+        parks: shared.table.topics().iter().any(|t| t.parks),
     };
     let result = lp.run(&shutdown).await;
     drop(lp);
@@ -372,7 +375,8 @@ impl Loop<'_> {
                 biased;
                 _ = &mut stop => break,
                 // Before `running`: a message unparks before its future ends.
-                Some(note) = self.park_rx.recv() => self.on_park(note),
+                // Polled only if some topic parks: no note can come otherwise.
+                Some(note) = self.park_rx.recv(), if self.parks => self.on_park(note),
                 Some((ticket, deliveries)) = self.running.next(), if !self.running.is_empty() => {
                     self.on_handled(ticket, deliveries);
                 }
@@ -451,7 +455,7 @@ impl Loop<'_> {
         while self.in_flight > 0 {
             tokio::select! {
                 biased;
-                Some(note) = self.park_rx.recv() => self.on_park(note),
+                Some(note) = self.park_rx.recv(), if self.parks => self.on_park(note),
                 Some((ticket, deliveries)) = self.running.next(), if !self.running.is_empty() => {
                     self.on_handled(ticket, deliveries);
                 }
