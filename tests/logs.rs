@@ -190,17 +190,35 @@ async fn a_broker_down_at_start_is_said_once_and_consumed_from_when_it_comes_up(
     );
 }
 
+/// A fresh group on `input`, with the smallest poll interval librdkafka
+/// allows with a 6 s session.
+fn max_poll_config(input: &str, group: &str) -> spine::Config {
+    let mut cfg = config(&unique(group));
+    cfg.app.topics = vec![input.to_owned()];
+    cfg.set_kafka("max.poll.interval.ms", "6000")
+        .set_kafka("auto.offset.reset", "earliest");
+    cfg
+}
+
+/// librdkafka never said the member left for exceeding max.poll.interval.ms.
+fn assert_stayed_in_group(warnings: &Warnings) {
+    let lines = warnings.lines();
+    let left: Vec<&String> = lines
+        .iter()
+        .filter(|w| w.contains("MAXPOLL") || w.contains("maximum poll interval"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the instance stayed in its group: {left:#?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_awaiting_past_max_poll_interval_keeps_the_instance_in_its_group() {
     let warnings = captured();
     let input = unique("maxpoll.in");
     create_topics(&[&input, "in_flight.out"], 1).await;
-    let group = unique("maxpoll");
-    let mut cfg = config(&group);
-    cfg.app.topics = vec![input.clone()];
-    // The smallest poll interval librdkafka allows with a 6 s session.
-    cfg.set_kafka("max.poll.interval.ms", "6000")
-        .set_kafka("auto.offset.reset", "earliest");
+    let cfg = max_poll_config(&input, "maxpoll");
     let (stats, stop, task) = run_app(
         Spine::builder()
             .config(cfg)
@@ -228,15 +246,7 @@ async fn a_handler_awaiting_past_max_poll_interval_keeps_the_instance_in_its_gro
     .await;
     stop.trigger();
     task.await.unwrap().unwrap();
-    let lines = warnings.lines();
-    let left: Vec<&String> = lines
-        .iter()
-        .filter(|w| w.contains("MAXPOLL") || w.contains("maximum poll interval"))
-        .collect();
-    assert!(
-        left.is_empty(),
-        "the instance stayed in its group: {left:#?}"
-    );
+    assert_stayed_in_group(warnings);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,14 +254,10 @@ async fn max_in_flight_held_past_max_poll_interval_pauses_and_stays_in_the_group
     let warnings = captured();
     let input = unique("stall.in");
     create_topics(&[&input, "in_flight.out"], 1).await;
-    let group = unique("stall");
-    let mut cfg = config(&group);
-    cfg.app.topics = vec![input.clone()];
+    let mut cfg = max_poll_config(&input, "stall");
     // One message at a time, held for 9 s: past the 6 s poll interval, so
     // the loop must pause its partitions at 3 s to keep polling.
     cfg.dispatch.max_in_flight = 1;
-    cfg.set_kafka("max.poll.interval.ms", "6000")
-        .set_kafka("auto.offset.reset", "earliest");
     let (stats, stop, task) = run_app(
         Spine::builder()
             .config(cfg)
@@ -271,14 +277,6 @@ async fn max_in_flight_held_past_max_poll_interval_pauses_and_stays_in_the_group
     .await;
     stop.trigger();
     task.await.unwrap().unwrap();
-    let lines = warnings.lines();
-    let left: Vec<&String> = lines
-        .iter()
-        .filter(|w| w.contains("MAXPOLL") || w.contains("maximum poll interval"))
-        .collect();
-    assert!(
-        left.is_empty(),
-        "the instance stayed in its group: {left:#?}"
-    );
+    assert_stayed_in_group(warnings);
     assert_eq!(stats.snapshot().consumed, 2, "each job taken once");
 }
