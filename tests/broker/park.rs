@@ -49,6 +49,26 @@ impl Poison {
     fn handled_keys(&self) -> BTreeSet<String> {
         self.handled().into_iter().map(|(k, _)| k).collect()
     }
+
+    /// Waits until the parked key failed again on the slow schedule.
+    async fn retried_slowly(&self) {
+        eventually(
+            Duration::from_secs(10),
+            "slow retries of the parked key",
+            || self.failures.load(Ordering::SeqCst) >= 5,
+        )
+        .await;
+    }
+}
+
+/// Runs the app of these tests: the `step` handler and the poison state.
+fn start(cfg: Config, poison: &Arc<Poison>) -> Running {
+    run_app(
+        Spine::builder()
+            .config(cfg)
+            .state(poison.clone())
+            .handlers(spine::handlers![step]),
+    )
 }
 
 #[on(event = "step")]
@@ -123,12 +143,7 @@ async fn a_poison_key_parks_while_the_other_999_flow_then_drains_in_order() {
     // Smaller than the poison key's backlog plus itself: if parked messages
     // counted against it, nothing else could run.
     cfg.dispatch.max_in_flight = 2;
-    let (stats, stop, task) = run_app(
-        Spine::builder()
-            .config(cfg)
-            .state(poison.clone())
-            .handlers(spine::handlers![step]),
-    );
+    let (stats, stop, task) = start(cfg, &poison);
 
     // Every message of the other 999 keys is handled while the key is parked.
     let others: BTreeSet<(String, u32)> = steps
@@ -146,12 +161,7 @@ async fn a_poison_key_parks_while_the_other_999_flow_then_drains_in_order() {
     )
     .await;
     // Still parked, retried on the slow schedule, never dead-lettered.
-    eventually(
-        Duration::from_secs(10),
-        "slow retries of the parked key",
-        || poison.failures.load(Ordering::SeqCst) >= 5,
-    )
-    .await;
+    poison.retried_slowly().await;
     let s = stats.snapshot();
     assert_eq!((s.parks, s.unparks, s.dead_lettered), (1, 0, 0), "{s:?}");
     assert!(!poison.handled_keys().contains(&poison_key));
@@ -207,12 +217,7 @@ async fn past_park_timeout_the_message_is_dead_lettered_and_its_key_drains() {
     let poison = Poison::new("key-3", Some(0));
     let mut cfg = park_config(&unique("park"), &topic);
     cfg.retry.park_timeout = Duration::from_millis(400);
-    let (stats, stop, task) = run_app(
-        Spine::builder()
-            .config(cfg)
-            .state(poison.clone())
-            .handlers(spine::handlers![step]),
-    );
+    let (stats, stop, task) = start(cfg, &poison);
     let dead = read_topic(&dlq, 1, Duration::from_secs(30));
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].key(), Some(&b"key-3"[..]));
@@ -253,12 +258,7 @@ async fn past_max_parked_the_partition_pauses_and_resumes_without_loss() {
     let mut cfg = park_config(&unique("park"), &topic);
     cfg.retry.max_parked = 5;
     cfg.dispatch.max_in_flight = 4;
-    let (stats, stop, task) = run_app(
-        Spine::builder()
-            .config(cfg)
-            .state(poison.clone())
-            .handlers(spine::handlers![step]),
-    );
+    let (stats, stop, task) = start(cfg, &poison);
     // Behind the parked p0, p1..p5 fill max_parked; the keys between them
     // are handled, then the partition pauses at p5.
     let before: BTreeSet<String> = (0..5).map(|i| format!("key-{i:02}")).collect();
@@ -266,12 +266,7 @@ async fn past_max_parked_the_partition_pauses_and_resumes_without_loss() {
         before.is_subset(&poison.handled_keys())
     })
     .await;
-    eventually(
-        Duration::from_secs(10),
-        "slow retries of the parked key",
-        || poison.failures.load(Ordering::SeqCst) >= 5,
-    )
-    .await;
+    poison.retried_slowly().await;
     assert_eq!(
         poison.handled_keys(),
         before,
