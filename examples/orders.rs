@@ -22,7 +22,7 @@ use spine::prelude::*;
 use spine::{Config, Publisher};
 
 /// An order was placed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct OrderPlaced {
     /// Unique id of the order.
     pub order_id: String,
@@ -33,7 +33,7 @@ pub struct OrderPlaced {
 }
 
 /// The reply: the order was accepted.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct OrderAccepted {
     /// The order's id.
     pub order_id: String,
@@ -43,7 +43,14 @@ pub struct OrderAccepted {
 
 /// Accepts an order, or fails it when its amount is negative. The reply is
 /// keyed by customer, like the order, so a customer's replies keep their order.
-#[on(event = "order.placed", topic = "orders")]
+/// Served over HTTP too, when `[http] listen` is set: the same handler, the
+/// same reply, published the same way.
+#[on(
+    event = "order.placed",
+    topic = "orders",
+    replies(OrderAccepted),
+    http(route = "POST /orders", summary = "Place an order")
+)]
 async fn accept(order: OrderPlaced) -> Result<Reply, HandlerError> {
     if order.amount_cents < 0 {
         return Err(HandlerError::msg(format!(

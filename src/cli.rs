@@ -15,7 +15,7 @@ use spine_kafka_core::{Builder, RouteInfo};
     about = "A Spine service. Without a command, it runs: consumes and handles until SIGINT or SIGTERM."
 )]
 #[command(
-    after_help = "Examples:\n  my-service                 # run\n  my-service routes\n  my-service schemas export schemas/\n  my-service schemas check --registry http://127.0.0.1:8081\n  my-service asyncapi > asyncapi.json\n\nSettings come from spine.toml (or $SPINE_CONFIG) and SPINE_* variables.\n\nExit status: 0 on a clean stop, 1 on an error, 2 on a usage error, 3 when it stopped without committing messages it handled (the broker did not confirm in time, or a second SIGINT/SIGTERM): those are handled again after the restart."
+    after_help = "Examples:\n  my-service                 # run\n  my-service routes\n  my-service schemas export schemas/\n  my-service schemas check --registry http://127.0.0.1:8081\n  my-service asyncapi > asyncapi.json\n  my-service openapi > openapi.json\n\nSettings come from spine.toml (or $SPINE_CONFIG) and SPINE_* variables.\n\nExit status: 0 on a clean stop, 1 on an error, 2 on a usage error, 3 when it stopped without committing messages it handled (the broker did not confirm in time, or a second SIGINT/SIGTERM): those are handled again after the restart."
 )]
 struct ServiceCli {
     #[command(subcommand)]
@@ -49,6 +49,13 @@ enum ServiceCommand {
     /// Prints an AsyncAPI 3.0 document (JSON) of the service.
     #[command(after_help = "Example:\n  my-service asyncapi > asyncapi.json")]
     Asyncapi,
+    /// Prints the OpenAPI 3.1 document (JSON) of the handlers served over
+    /// HTTP, as GET /openapi.json serves it.
+    #[cfg(feature = "http")]
+    #[command(
+        after_help = "Example:\n  my-service openapi > openapi.json\n\nA handler is served over HTTP with #[on(..., http = \"POST /orders\")] or [http.endpoints.<handler>] route in spine.toml."
+    )]
+    Openapi,
 }
 
 #[derive(Debug, clap::Args)]
@@ -159,6 +166,11 @@ where
                         .unwrap_or_default()
                 );
             })
+            .map_err(Into::into),
+        #[cfg(feature = "http")]
+        ServiceCommand::Openapi => builder
+            .openapi()
+            .map(|doc| println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default()))
             .map_err(Into::into),
     };
     match result {
@@ -439,7 +451,7 @@ mod tests {
                     .cloned(),
             );
         }
-        // run, routes, schemas (export, check), replay, asyncapi, and the root.
-        assert!(seen >= 8, "{seen}");
+        // run, routes, schemas (export, check), replay, asyncapi, openapi, and the root.
+        assert!(seen >= 9, "{seen}");
     }
 }

@@ -44,10 +44,20 @@ pub use spine_kafka_core::{
     codec, config, dev, headers, metrics, middleware, testing, App, Builder, Config, Context,
     EmitError, Error, Failure, FailureKind, FromRecord, Handler, HandlerDescriptor, HandlerError,
     HandlerFuture, HandlerInfo, IntoReplies, Meta, PublishError, Publisher, Raw, Reply,
-    RequestError, Scope, Sent, SentKind, Shutdown, State, StatsHandle, StatsSnapshot,
+    RequestError, Scope, Sent, SentKind, Shutdown, State, StatsHandle, StatsSnapshot, Transport,
     UncommittedOffset, MAX_EXTRACTORS,
 };
 pub use spine_kafka_macros::{on, pipeline};
+
+/// JSON Schema, for the payloads and replies of handlers served over HTTP
+/// (`#[on(http = "POST /orders")]`): derive [`JsonSchema`] beside
+/// `Deserialize`. Re-exported so that a service needs no `schemars`
+/// dependency of its own (`use spine::prelude::*;` brings the name the
+/// derive expands to).
+#[cfg(feature = "http")]
+pub use schemars;
+#[cfg(feature = "http")]
+pub use schemars::JsonSchema;
 
 /// Entry point: `Spine::builder()`, with the Avro codec installed for topics
 /// marked `codec = "avro"` (feature `avro`, on by default).
@@ -213,13 +223,17 @@ pub mod prelude {
     pub use crate::{
         handlers, on, pipeline, respond, Context, HandlerError, Meta, Raw, Reply, Spine, State,
     };
+    /// `#[derive(JsonSchema)]` for the payloads of `http` handlers; the
+    /// derive names `schemars::`, which this import resolves.
+    #[cfg(feature = "http")]
+    pub use crate::{schemars, JsonSchema};
     pub use serde::{Deserialize, Serialize};
 }
 
 #[doc(hidden)]
 pub mod __private {
     pub use spine_kafka_core::__private::{
-        pipeline, Describe, HandlerDescriptor, HandlerInfo, States,
+        pipeline, Describe, HandlerDescriptor, HandlerInfo, HttpAttr, States,
     };
     pub use spine_kafka_core::{HandlerError, Reply};
 
@@ -247,6 +261,14 @@ pub mod __private {
             note = "turn on the feature: spine-kafka = {{ version = \"...\", features = [\"avro\"] }}"
         )]
         pub trait AvroFeature {}
+
+        /// `http = ...`: the payload type derives `JsonSchema`. `M` is what
+        /// the probe found (`HasJsonSchema` or `NoJsonSchema`), so that a
+        /// missing derive is reported with this message, naming `T`.
+        pub fn http_payload<T, M: super::probe::HttpPayload<T>>(_: M) {}
+
+        /// `http = ...` with `replies(...)`: each reply type derives `JsonSchema`.
+        pub fn http_reply<T, M: super::probe::HttpReply<T>>(_: M) {}
     }
 
     /// Converts a decoded Avro value into the handler's payload type.
@@ -301,6 +323,80 @@ pub mod __private {
                 None
             }
         }
+
+        /// What the JSON Schema probe found.
+        pub struct HasJsonSchema;
+        /// What the JSON Schema probe found.
+        pub struct LacksJsonSchema;
+
+        /// A type's JSON Schema, when it derives `JsonSchema` (feature `http`).
+        pub trait JsonSchemaOf {
+            fn json_schema(&self) -> Option<spine_kafka_core::__private::JsonSchemaFn>;
+            fn json_schema_marker(&self) -> HasJsonSchema;
+        }
+
+        #[cfg(feature = "http")]
+        impl<T: schemars::JsonSchema> JsonSchemaOf for &Probe<T> {
+            fn json_schema(&self) -> Option<spine_kafka_core::__private::JsonSchemaFn> {
+                Some(|| schemars::schema_for!(T).to_value())
+            }
+            fn json_schema_marker(&self) -> HasJsonSchema {
+                HasJsonSchema
+            }
+        }
+
+        pub trait NoJsonSchema {
+            fn json_schema(&self) -> Option<spine_kafka_core::__private::JsonSchemaFn>;
+            fn json_schema_marker(&self) -> LacksJsonSchema;
+        }
+
+        impl<T> NoJsonSchema for Probe<T> {
+            fn json_schema(&self) -> Option<spine_kafka_core::__private::JsonSchemaFn> {
+                None
+            }
+            fn json_schema_marker(&self) -> LacksJsonSchema {
+                LacksJsonSchema
+            }
+        }
+
+        #[cfg(feature = "http")]
+        #[diagnostic::on_unimplemented(
+            message = "`{T}` is served over HTTP, so it must derive `JsonSchema`",
+            label = "the payload of an `http` handler",
+            note = "derive it beside `Deserialize`: `#[derive(Deserialize, JsonSchema)]` \
+                    (`use spine::prelude::*;` brings both in); the OpenAPI document describes the body with it"
+        )]
+        pub trait HttpPayload<T> {}
+
+        #[cfg(feature = "http")]
+        #[diagnostic::on_unimplemented(
+            message = "`{T}` is a reply of an HTTP handler, so it must derive `JsonSchema`",
+            label = "declared in `replies(...)` of an `http` handler",
+            note = "derive it beside `Serialize`: `#[derive(Serialize, JsonSchema)]` \
+                    (`use spine::prelude::*;` brings both in); the OpenAPI document describes the response with it"
+        )]
+        pub trait HttpReply<T> {}
+
+        #[cfg(not(feature = "http"))]
+        #[diagnostic::on_unimplemented(
+            message = "`http = ...` needs Spine's `http` feature",
+            label = "this handler is served over HTTP",
+            note = "turn on the feature: spine-kafka = {{ version = \"...\", features = [\"http\"] }}"
+        )]
+        pub trait HttpPayload<T> {}
+
+        #[cfg(not(feature = "http"))]
+        #[diagnostic::on_unimplemented(
+            message = "`http = ...` needs Spine's `http` feature",
+            label = "this handler is served over HTTP",
+            note = "turn on the feature: spine-kafka = {{ version = \"...\", features = [\"http\"] }}"
+        )]
+        pub trait HttpReply<T> {}
+
+        #[cfg(feature = "http")]
+        impl<T> HttpPayload<T> for HasJsonSchema {}
+        #[cfg(feature = "http")]
+        impl<T> HttpReply<T> for HasJsonSchema {}
     }
 }
 

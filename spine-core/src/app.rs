@@ -246,6 +246,21 @@ impl Builder {
         Ok((shared.config.clone(), shared.table.describe()))
     }
 
+    /// The OpenAPI 3.1 document of the handlers served over HTTP, as `GET
+    /// /openapi.json` serves it, built without connecting to anything: for the
+    /// service's `openapi` command.
+    #[cfg(feature = "http")]
+    pub fn openapi(mut self) -> Result<serde_json::Value, Error> {
+        let config = match self.config.take() {
+            Some(c) => c,
+            None => Config::load()?,
+        };
+        let version = self.version;
+        let sink = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let shared = self.build_shared(config, move |_: &Config| Ok(Outbound::Memory(sink)))?;
+        crate::http::openapi_document(&shared, version)
+    }
+
     pub(crate) fn take_config(&mut self) -> Option<Config> {
         self.config.take()
     }

@@ -199,10 +199,15 @@ pub(crate) fn decode<T: DeserializeOwned>(rec: &Record<'_>) -> Result<T, Failure
         let mut de = serde_json::Deserializer::from_slice(bytes);
         match serde_path_to_error::deserialize::<_, T>(&mut de) {
             Err(pe) if !pe.path().to_string().is_empty() && pe.path().to_string() != "." => {
-                decode_failure(
+                let mut f = decode_failure(
                     std::any::type_name::<T>(),
                     format_args!("at `{}`: {}", pe.path(), pe.inner()),
-                )
+                );
+                f.headers.push((
+                    crate::headers::dead_letter::ERROR_FIELD.to_owned(),
+                    pe.path().to_string(),
+                ));
+                f
             }
             _ => decode_failure(std::any::type_name::<T>(), e),
         }

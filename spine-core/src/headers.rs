@@ -48,6 +48,9 @@ pub mod dead_letter {
     pub const STEP: &str = "spine.dlq.step";
     /// Failure kind `publish`: the topic that refused the record.
     pub const PUBLISH_TOPIC: &str = "spine.dlq.publish.topic";
+    /// Where in the payload decoding failed (`items[0].qty`), for a
+    /// `decode` failure of a JSON payload.
+    pub const ERROR_FIELD: &str = "spine.dlq.error.field";
 }
 
 /// Header naming the topic a request's response goes to.

@@ -33,7 +33,7 @@ mod trace;
 pub use aggregate::Aggregate;
 pub use app::{App, Builder, Spine, StatsHandle};
 pub use config::Config;
-pub use dispatch::extract::{Context, EmitError, FromRecord, Meta, Raw, Scope, State};
+pub use dispatch::extract::{Context, EmitError, FromRecord, Meta, Raw, Scope, State, Transport};
 pub use dispatch::handler::{
     Handler, HandlerDescriptor, HandlerFuture, HandlerInfo, MAX_EXTRACTORS,
 };
@@ -50,7 +50,9 @@ pub use shutdown::Shutdown;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::dispatch::extract::States;
-    pub use crate::dispatch::handler::{assert, Describe, HandlerDescriptor, HandlerInfo};
+    pub use crate::dispatch::handler::{
+        assert, Describe, HandlerDescriptor, HandlerInfo, HttpAttr, JsonSchemaFn,
+    };
     /// What `#[pipeline]`'s expansion calls.
     pub mod pipeline {
         pub use crate::dispatch::pipeline::{

@@ -31,11 +31,13 @@ macro_rules! metrics {
 }
 
 metrics! {
-    /// Messages received from Kafka. Labels: `topic`.
+    /// Messages received, from Kafka or as HTTP requests. Labels: `topic`,
+    /// `transport` (`kafka` or `http`).
     counter CONSUMED = "spine_messages_consumed_total";
-    /// Messages whose handlers all succeeded. Labels: `topic`.
+    /// Messages whose handlers all succeeded. Labels: `topic`, `transport`.
     counter HANDLED = "spine_messages_handled_total";
-    /// Failed handler attempts (each attempt counts). Labels: `topic`, `kind`.
+    /// Failed handler attempts (each attempt counts). Labels: `topic`, `kind`,
+    /// `transport`.
     counter FAILED = "spine_messages_failed_total";
     /// Retries scheduled after a failed attempt. Labels: `topic`, `kind`.
     counter RETRIED = "spine_messages_retried_total";
@@ -104,8 +106,12 @@ metrics! {
     /// Aggregates expired (timeout or `max_open`) and dead-lettered. Labels: `aggregate`, `reason`.
     counter AGGREGATES_EXPIRED = "spine_aggregates_expired_total";
     /// How long handlers take, from the start of the first attempt to the end of
-    /// the last (retries included). Labels: `topic`, `event`, `handler`.
+    /// the last (retries included). Labels: `topic`, `event`, `handler`,
+    /// `transport`.
     histogram HANDLER_DURATION = "spine_handler_duration_seconds";
+    /// Requests to the handler endpoints, by response. Labels: `handler`,
+    /// `status` (the HTTP status code), `kind` (the error kind, or `ok`).
+    counter HTTP_REQUESTS = "spine_http_requests_total";
 }
 
 /// Counter handles for one topic. When `[http]` is on, the counts are kept
@@ -141,8 +147,8 @@ impl TopicMetrics {
     pub(crate) fn new(topic: &str) -> Self {
         let t = topic.to_owned();
         TopicMetrics {
-            consumed: counter!(CONSUMED, "topic" => t.clone()),
-            handled: counter!(HANDLED, "topic" => t.clone()),
+            consumed: counter!(CONSUMED, "topic" => t.clone(), "transport" => "kafka"),
+            handled: counter!(HANDLED, "topic" => t.clone(), "transport" => "kafka"),
             unknown_event: counter!(UNKNOWN_EVENT, "topic" => t.clone()),
             produced: counter!(PRODUCED, "topic" => t),
             local: None,

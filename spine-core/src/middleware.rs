@@ -67,6 +67,14 @@ pub enum Outcome<'a> {
         /// Attempts made.
         attempts: u32,
     },
+    /// A message whose sender waits for the outcome (an HTTP request) failed;
+    /// the sender was told, and nothing was dead-lettered.
+    Refused {
+        /// Why.
+        kind: FailureKind,
+        /// The error.
+        error: &'a str,
+    },
 }
 
 /// Observes messages. Both hooks default to doing nothing.
@@ -114,6 +122,13 @@ impl Middleware for Logging {
                 error,
                 delay_ms = delay.as_millis() as u64,
                 "attempt failed; retrying"
+            ),
+            Outcome::Refused { kind, error } => tracing::warn!(
+                topic,
+                event,
+                kind = kind.as_str(),
+                error,
+                "refused; the sender was told"
             ),
             Outcome::DeadLettered {
                 kind,

@@ -89,6 +89,13 @@ impl Attr {
         Attr { items }
     }
 
+    /// One item already parsed, as an attribute of its own.
+    pub(crate) fn single(key: &str, meta: Meta) -> Attr {
+        Attr {
+            items: vec![(key.to_owned(), meta)],
+        }
+    }
+
     /// The item of `key`, if given.
     pub(crate) fn get(&self, key: &str) -> Option<&Meta> {
         self.items.iter().find(|(k, _)| k == key).map(|(_, m)| m)
@@ -153,6 +160,49 @@ impl Attr {
                 None
             }
         }
+    }
+
+    /// `key = true|false`.
+    pub(crate) fn boolean(&self, cx: &Ctxt, key: &str, example: &str) -> Option<syn::LitBool> {
+        let meta = self.get(key)?;
+        let value = name_value(cx, meta, key, example)?;
+        match value {
+            Expr::Lit(ExprLit {
+                lit: Lit::Bool(b), ..
+            }) => Some(b.clone()),
+            other => {
+                cx.error_spanned_by(
+                    other,
+                    format!("`{key}` takes `true` or `false`: write `{example}`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `key = ["a", "b"]`: non-empty string literals.
+    pub(crate) fn strings(&self, cx: &Ctxt, key: &str, example: &str) -> Vec<LitStr> {
+        let Some(meta) = self.get(key) else {
+            return Vec::new();
+        };
+        let Some(value) = name_value(cx, meta, key, example) else {
+            return Vec::new();
+        };
+        let hint = format!("`{key}` takes a list of strings: write `{example}`");
+        let Expr::Array(array) = value else {
+            cx.error_spanned_by(value, hint);
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for elem in &array.elems {
+            match elem {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                }) if !s.value().trim().is_empty() => out.push(s.clone()),
+                other => cx.error_spanned_by(other, &hint),
+            }
+        }
+        out
     }
 
     /// `key(Type, ...)`.

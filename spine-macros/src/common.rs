@@ -55,7 +55,53 @@ pub(crate) fn codec_glue(payload_ty: &syn::Type) -> TokenStream {
             use ::spine::__private::probe::{AvroReader as _, NoReader as _};
             (&&::spine::__private::probe::Probe::<#payload_ty>::new()).reader_schema()
         })
+        .with_json_schema({
+            #[allow(unused_imports)]
+            use ::spine::__private::probe::{JsonSchemaOf as _, NoJsonSchema as _};
+            (&&::spine::__private::probe::Probe::<#payload_ty>::new()).json_schema()
+        })
     }
+}
+
+/// `http = ...`: checks that the payload and reply types derive
+/// `JsonSchema` (on their own tokens), and attaches the endpoint.
+pub(crate) fn http_glue(args: &OnArgs, payload: &syn::Type) -> (TokenStream, TokenStream) {
+    let Some(http) = &args.http else {
+        return (TokenStream::new(), TokenStream::new());
+    };
+    let check = |ty: &syn::Type, what: TokenStream| {
+        quote_spanned! {ty.span()=>
+            {
+                #[allow(unused_imports)]
+                use ::spine::__private::probe::{JsonSchemaOf as _, NoJsonSchema as _};
+                ::spine::__private::assert::#what::<#ty, _>(
+                    (&&::spine::__private::probe::Probe::<#ty>::new()).json_schema_marker(),
+                );
+            }
+        }
+    };
+    let mut checks = check(payload, quote!(http_payload));
+    for ty in &args.replies {
+        checks.extend(check(ty, quote!(http_reply)));
+    }
+    let route = &http.route;
+    let namespace = opt_str(&http.namespace);
+    let summary = opt_str(&http.summary);
+    let roles = &http.roles;
+    let publish = match &http.publish {
+        Some(b) => quote!(::core::option::Option::Some(#b)),
+        None => quote!(::core::option::Option::None),
+    };
+    let attach = quote! {
+        .with_http(::spine::__private::HttpAttr {
+            route: #route,
+            namespace: #namespace,
+            summary: #summary,
+            roles: &[#(#roles),*],
+            publish: #publish,
+        })
+    };
+    (checks, attach)
 }
 
 /// Attaches the declared reply types with their Avro schemas, when they
@@ -64,7 +110,7 @@ pub(crate) fn reply_glue(replies: &[syn::Type]) -> TokenStream {
     if replies.is_empty() {
         return TokenStream::new();
     }
-    let names = replies.iter().map(type_name);
+    let names: Vec<String> = replies.iter().map(type_name).collect();
     quote! {
         .with_replies(::std::vec![#((
             #names,
@@ -72,6 +118,14 @@ pub(crate) fn reply_glue(replies: &[syn::Type]) -> TokenStream {
                 #[allow(unused_imports)]
                 use ::spine::__private::probe::{AvroReader as _, NoReader as _};
                 (&&::spine::__private::probe::Probe::<#replies>::new()).reader_schema()
+            },
+        )),*])
+        .with_reply_json_schemas(::std::vec![#((
+            #names,
+            {
+                #[allow(unused_imports)]
+                use ::spine::__private::probe::{JsonSchemaOf as _, NoJsonSchema as _};
+                (&&::spine::__private::probe::Probe::<#replies>::new()).json_schema()
             },
         )),*])
     }

@@ -15,6 +15,7 @@ mod common;
 mod ctxt;
 mod on;
 mod pipeline;
+mod route;
 
 /// Declares an event handler.
 ///
@@ -34,6 +35,11 @@ mod pipeline;
 ///   `"json"`, or one registered with `Builder::codec`.
 /// - `replies(Type, ...)`: the types it replies with, for `schemas export`
 ///   (replies are type-erased at run time, so only declared ones are known).
+/// - `http = "POST /orders"`: also serve the handler over HTTP (`[http]
+///   listen`), with its payload and replies in the OpenAPI document; the
+///   payload type (and each `replies` type) must derive `JsonSchema`. The
+///   long form is `http(route = "POST /orders/{key}", namespace = "shop",
+///   summary = "...", roles = ["orders.write"], publish = false)`.
 ///
 /// The function stays callable as written. Beside it, the macro emits a hidden
 /// descriptor (its name, topic, event, payload type and location) that

@@ -35,6 +35,28 @@
 //! [http]                       # needs the `http` feature
 //! listen = "127.0.0.1:9090"    # /metrics, /health/live, /health/ready, /; off when unset
 //! liveness_ttl = "30s"
+//! max_in_flight = 64           # endpoint requests at once; then 503 + Retry-After
+//! request_timeout = "30s"      # then 503
+//!
+//! [http.endpoints.accept]      # expose, move or hide a handler over HTTP
+//! route = "POST /orders/{key}" # the path parameter becomes the message key
+//! namespace = "shop"           # path prefix and OpenAPI tag
+//! summary = "Place an order"
+//! roles = ["orders.write"]     # with [http.auth]: one of these is needed
+//! publish = true               # false: replies are returned, not published
+//! enabled = true
+//!
+//! [http.auth]
+//! api_keys = { ORDERS_API_KEY = ["orders.write"] } # env var name -> roles
+//! protect_operations = false   # true: /metrics, /health/*, docs need a credential
+//!
+//! [http.auth.jwt]              # bearer tokens
+//! hs256_secret_env = "JWT_SECRET" # or rs256_public_key_file = "jwt.pub.pem"
+//! roles_claim = "roles"
+//!
+//! [http.tls]                   # HTTPS (rustls)
+//! cert_file = "cert.pem"
+//! key_file = "key.pem"
 //!
 //! [telemetry]
 //! log_format = "text"          # or "json": one object per line
@@ -80,9 +102,10 @@ use crate::error::Error;
 use env::with_env;
 
 pub use sections::{
-    AggregationConfig, AppConfig, DeadLetterConfig, DispatchConfig, ErrorEventsConfig, EventSource,
-    HttpConfig, LogFormat, OnExhausted, OrderingPolicy, PipelineConfig, RequestConfig, RetryConfig,
-    SchemaRegistryConfig, SubjectStrategy, TelemetryConfig, TopicConfig, UnknownEvent,
+    AggregationConfig, AppConfig, AuthConfig, DeadLetterConfig, DispatchConfig, EndpointConfig,
+    ErrorEventsConfig, EventSource, HttpConfig, JwtConfig, LogFormat, OnExhausted, OrderingPolicy,
+    PipelineConfig, RequestConfig, RetryConfig, SchemaRegistryConfig, SubjectStrategy,
+    TelemetryConfig, TlsConfig, TopicConfig, UnknownEvent,
 };
 
 /// The whole configuration of an app.

@@ -78,7 +78,8 @@ impl Default for AppConfig {
 }
 
 /// `[http]`: the service's HTTP listener (Prometheus metrics, health
-/// probes, routes, AsyncAPI, a status page). Off unless `listen` is set; needs
+/// probes, routes, AsyncAPI, a status page, and the handlers exposed as
+/// endpoints with their OpenAPI document). Off unless `listen` is set; needs
 /// the `http` feature.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -91,6 +92,20 @@ pub struct HttpConfig {
     /// paused or not).
     #[serde(with = "duration")]
     pub liveness_ttl: Duration,
+    /// Endpoint requests handled at once; past it a request gets `503` with
+    /// `Retry-After` at once, rather than queueing.
+    pub max_in_flight: usize,
+    /// How long an endpoint request may take, publishing its replies
+    /// included; past it the caller gets `503`.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// `[http.endpoints.<handler>]`: expose, move or hide a handler's
+    /// endpoint; each value overrides what `#[on(http = ...)]` says.
+    pub endpoints: BTreeMap<String, EndpointConfig>,
+    /// `[http.auth]`: who may call the endpoints.
+    pub auth: AuthConfig,
+    /// `[http.tls]`: serve HTTPS.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for HttpConfig {
@@ -98,8 +113,91 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: None,
             liveness_ttl: Duration::from_secs(30),
+            max_in_flight: 64,
+            request_timeout: Duration::from_secs(30),
+            endpoints: BTreeMap::new(),
+            auth: AuthConfig::default(),
+            tls: None,
         }
     }
+}
+
+/// `[http.endpoints.<handler>]`: one handler's endpoint. Unset values keep
+/// what the handler's attribute says.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EndpointConfig {
+    /// `"POST /orders"`, or `"POST /orders/{key}"` where the path's
+    /// parameter becomes the message key.
+    pub route: Option<String>,
+    /// `false` hides the endpoint.
+    pub enabled: Option<bool>,
+    /// A path prefix, and the endpoint's tag in the OpenAPI document.
+    pub namespace: Option<String>,
+    /// One line shown in the OpenAPI document and on `/docs`.
+    pub summary: Option<String>,
+    /// A caller needs one of these roles (with `[http.auth]`).
+    pub roles: Option<Vec<String>>,
+    /// Whether the replies are also published to Kafka (the default), or
+    /// only returned.
+    pub publish: Option<bool>,
+}
+
+/// `[http.auth]`: credentials for the endpoints. With neither `api_keys`
+/// nor `jwt`, the endpoints are open.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// API keys, sent in the `X-API-Key` header: the name of the
+    /// environment variable holding each key, and the roles it grants, e.g.
+    /// `ORDERS_API_KEY = ["orders.write"]`. Keys are read at start and
+    /// never logged.
+    pub api_keys: BTreeMap<String, Vec<String>>,
+    /// Bearer JSON Web Tokens (`Authorization: Bearer ...`).
+    pub jwt: Option<JwtConfig>,
+    /// Whether `/metrics`, `/health/*`, the status page and the documents
+    /// need a credential too (any role).
+    pub protect_operations: bool,
+}
+
+/// `[http.auth.jwt]`: how bearer tokens are verified. Exactly one of
+/// `hs256_secret_env` and `rs256_public_key_file`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// The environment variable holding the HS256 secret.
+    pub hs256_secret_env: Option<String>,
+    /// A PEM file of the RS256 public key.
+    pub rs256_public_key_file: Option<std::path::PathBuf>,
+    /// The claim listing the caller's roles (an array of strings, or a
+    /// string of space-separated roles, as OAuth2's `scope`).
+    pub roles_claim: String,
+    /// The `iss` a token must carry, when set.
+    pub issuer: Option<String>,
+    /// The `aud` a token must carry, when set.
+    pub audience: Option<String>,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            hs256_secret_env: None,
+            rs256_public_key_file: None,
+            roles_claim: "roles".to_owned(),
+            issuer: None,
+            audience: None,
+        }
+    }
+}
+
+/// `[http.tls]`: the listener serves HTTPS (rustls) with this certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the certificate chain.
+    pub cert_file: std::path::PathBuf,
+    /// PEM file of the private key.
+    pub key_file: std::path::PathBuf,
 }
 
 /// `[telemetry]`: how the app's logs are written.

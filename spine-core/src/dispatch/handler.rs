@@ -143,6 +143,13 @@ pub struct HandlerDescriptor {
     pub value_decoder: Option<crate::codec::ValueDecoder>,
     /// The reply types declared with `replies(...)`, with their Avro schemas.
     pub replies: Vec<(&'static str, Option<String>)>,
+    /// What `#[on(http = ...)]` says about the handler's endpoint.
+    pub http: Option<HttpAttr>,
+    /// The payload type's JSON Schema, when it derives `JsonSchema` (and
+    /// the `http` feature is on).
+    pub json_schema: Option<JsonSchemaFn>,
+    /// The JSON Schemas of the declared reply types, in `replies` order.
+    pub reply_json_schemas: Vec<(&'static str, Option<JsonSchemaFn>)>,
     pub(crate) handler: Arc<dyn ErasedHandler>,
     /// Set when this handler is a `#[pipeline]`.
     pub(crate) pipeline: Option<Arc<crate::dispatch::pipeline::PipelineState>>,
@@ -167,6 +174,27 @@ impl std::fmt::Debug for HandlerDescriptor {
             .field("fan_out", &self.fan_out)
             .finish()
     }
+}
+
+/// A type's JSON Schema (draft 2020-12, with its own `$defs`), as
+/// `schemars` generates it.
+pub type JsonSchemaFn = fn() -> serde_json::Value;
+
+/// `#[on(http = "POST /orders")]`, or `http(route = .., namespace = ..,
+/// summary = .., roles = [..], publish = false)`: the handler's endpoint as
+/// its attribute declares it. `[http.endpoints.<handler>]` overrides each value.
+#[derive(Debug, Clone, Default)]
+pub struct HttpAttr {
+    /// `"POST /orders"` or `"POST /orders/{key}"`.
+    pub route: &'static str,
+    /// Path prefix and OpenAPI tag.
+    pub namespace: Option<&'static str>,
+    /// One line for the OpenAPI document.
+    pub summary: Option<&'static str>,
+    /// A caller needs one of these roles.
+    pub roles: &'static [&'static str],
+    /// Whether replies are published to Kafka too; `None` means yes.
+    pub publish: Option<bool>,
 }
 
 /// What `#[on]` (or `#[pipeline]`) writes about a handler. The macro writes
@@ -205,6 +233,9 @@ impl HandlerDescriptor {
             reader_schema: None,
             value_decoder: None,
             replies: Vec::new(),
+            http: None,
+            json_schema: None,
+            reply_json_schemas: Vec::new(),
             handler: Arc::new(Erased {
                 handler,
                 _args: PhantomData,
@@ -265,6 +296,33 @@ impl HandlerDescriptor {
     #[must_use]
     pub fn with_replies(mut self, replies: Vec<(&'static str, Option<String>)>) -> Self {
         self.replies = replies;
+        self
+    }
+
+    /// Attaches the endpoint declared by `#[on(http = ...)]`.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_http(mut self, http: HttpAttr) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Attaches the payload type's JSON Schema (written by `#[on]`).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_json_schema(mut self, schema: Option<JsonSchemaFn>) -> Self {
+        self.json_schema = schema;
+        self
+    }
+
+    /// Attaches the declared reply types' JSON Schemas (written by `#[on]`).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_reply_json_schemas(
+        mut self,
+        schemas: Vec<(&'static str, Option<JsonSchemaFn>)>,
+    ) -> Self {
+        self.reply_json_schemas = schemas;
         self
     }
 

@@ -12,9 +12,11 @@
 //! - `pipeline`: what `#[pipeline]` expands to at run time;
 //! - `request`: request-reply over Kafka (the reply listener, `Context::request`);
 //! - `unwind`: panics in user code, turned into their message's failure;
-//! - `park`: the slow retries of a message whose key is parked.
+//! - `park`: the slow retries of a message whose key is parked;
+//! - `direct`: a message whose sender waits for its outcome (HTTP).
 
 mod dead_letter;
+pub(crate) mod direct;
 pub(crate) mod extract;
 pub(crate) mod handler;
 mod outcome;
@@ -127,7 +129,7 @@ impl Shared {
         attempt: u32,
     ) -> bool {
         self.stats.failed_attempt();
-        metrics::counter!(m::FAILED, "topic" => topic.topic.to_string(), "kind" => failure.kind.as_str())
+        metrics::counter!(m::FAILED, "topic" => topic.topic.to_string(), "kind" => failure.kind.as_str(), "transport" => "kafka")
             .increment(1);
         if failure.kind == FailureKind::Panic {
             let handler = handler.name.to_string();
@@ -765,6 +767,7 @@ pub(crate) fn message_span(
         event = tracing::field::Empty,
         handler = tracing::field::Empty,
         trace_id = tracing::field::Empty,
+        transport = tracing::field::Empty,
     );
     if span.is_disabled() {
         return span;

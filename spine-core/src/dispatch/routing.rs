@@ -114,6 +114,14 @@ impl TopicRoutes {
         !self.by_event.is_empty()
     }
 
+    /// Every handler of the topic (a fan-out handler once per route).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn handlers(&self) -> impl Iterator<Item = &HandlerDescriptor> {
+        let mut routes: Vec<&Route> = self.by_event.values().chain(self.any.iter()).collect();
+        routes.sort_by_key(|r| r.names());
+        routes.into_iter().flat_map(|r| r.handlers.iter())
+    }
+
     /// The route for an event name, after precedence.
     pub(crate) fn route(&self, event: Option<&str>) -> Option<&Route> {
         event
@@ -448,7 +456,8 @@ fn route(
                 crate::metrics::HANDLER_DURATION,
                 "topic" => topic.to_owned(),
                 "event" => event.to_owned(),
-                "handler" => h.name.to_string()
+                "handler" => h.name.to_string(),
+                "transport" => "kafka"
             )
         })
         .collect();

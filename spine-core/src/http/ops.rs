@@ -11,4 +11,6 @@ pub(crate) struct Ops {
     pub(super) shared: Arc<Shared>,
     pub(super) prometheus: Option<::metrics_exporter_prometheus::PrometheusHandle>,
     pub(super) version: Option<&'static str>,
+    /// The endpoints' OpenAPI document, made once at start.
+    pub(super) openapi: Arc<serde_json::Value>,
 }

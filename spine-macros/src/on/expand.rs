@@ -9,7 +9,7 @@ use syn::ItemFn;
 
 use super::parse::OnArgs;
 use super::validate::HandlerSig;
-use crate::common::{avro_check, codec_glue, handler_info, reply_glue};
+use crate::common::{avro_check, codec_glue, handler_info, http_glue, reply_glue};
 
 pub(crate) fn expand(func: &ItemFn, args: &OnArgs, sig: &HandlerSig) -> TokenStream {
     let name = &func.sig.ident;
@@ -18,6 +18,7 @@ pub(crate) fn expand(func: &ItemFn, args: &OnArgs, sig: &HandlerSig) -> TokenStr
     let glue = codec_glue(payload_ty);
     let info = handler_info(name, args, payload_ty);
     let replies = reply_glue(&args.replies);
+    let (http_checks, http) = http_glue(&args, payload_ty);
 
     // Assertions on the user's own tokens: a failing bound is reported on the
     // type that breaks it, with the trait's own "write this instead" note.
@@ -52,9 +53,11 @@ pub(crate) fn expand(func: &ItemFn, args: &OnArgs, sig: &HandlerSig) -> TokenStr
                 #(#extractor_checks)*
                 #return_check
                 #avro_check
+                #http_checks
                 #new_descriptor(#name, #info)
                 #glue
                 #replies
+                #http
             }
         }
 

@@ -1,5 +1,5 @@
 //! Reads the arguments of `#[on(...)]` (`event`, `topic`, `codec`,
-//! `fan_out`, `replies(Type, ...)`) from the shared attribute parser. The
+//! `fan_out`, `replies(Type, ...)`, `http`) from the shared attribute parser. The
 //! same keys route a `#[pipeline]`, which reads them through [`OnArgs::read`].
 
 use proc_macro2::TokenStream;
@@ -15,7 +15,26 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
     ("codec", "codec = \"avro\""),
     ("fan_out", "fan_out"),
     ("replies", "replies(Type, ...)"),
+    ("http", "http = \"POST /orders\""),
 ];
+
+/// The keys of `http(...)`.
+const HTTP_KEYS: &[(&str, &str)] = &[
+    ("route", "route = \"POST /orders\""),
+    ("namespace", "namespace = \"shop\""),
+    ("summary", "summary = \"...\""),
+    ("roles", "roles = [\"orders.write\"]"),
+    ("publish", "publish = false"),
+];
+
+/// `http = "POST /orders"` or `http(route = "...", ...)`.
+pub(crate) struct HttpArgs {
+    pub(crate) route: LitStr,
+    pub(crate) namespace: Option<LitStr>,
+    pub(crate) summary: Option<LitStr>,
+    pub(crate) roles: Vec<LitStr>,
+    pub(crate) publish: Option<syn::LitBool>,
+}
 
 /// The arguments, each with the tokens it was written with.
 pub(crate) struct OnArgs {
@@ -27,6 +46,8 @@ pub(crate) struct OnArgs {
     /// `replies(Type, ...)`: the types the handler replies with, for schema
     /// export and AsyncAPI (replies are type-erased at run time).
     pub(crate) replies: Vec<syn::Type>,
+    /// The handler's HTTP endpoint.
+    pub(crate) http: Option<HttpArgs>,
 }
 
 pub(crate) fn parse_args(cx: &Ctxt, tokens: TokenStream) -> OnArgs {
@@ -60,6 +81,72 @@ impl OnArgs {
             ),
             fan_out: attr.flag(cx, "fan_out"),
             replies: attr.types(cx, "replies", "replies(OrderAccepted, OrderRejected)"),
+            http: attr.get("http").and_then(|meta| http_args(cx, meta)),
         }
     }
+}
+
+fn http_args(cx: &Ctxt, meta: &syn::Meta) -> Option<HttpArgs> {
+    let route_hint = "the route is empty; write the method and path, e.g. `\"POST /orders\"`";
+    let (route, http) = match meta {
+        syn::Meta::List(_) => {
+            let http = Attr::parse_list(cx, meta, "http", HTTP_KEYS);
+            let route = http.string(cx, "route", "route = \"POST /orders\"", route_hint);
+            if route.is_none() && http.get("route").is_none() {
+                cx.error_spanned_by(
+                    meta,
+                    "`http(...)` needs a route: write `http(route = \"POST /orders\", ...)`",
+                );
+            }
+            (route, Some(http))
+        }
+        _ => {
+            let outer = Attr::single("http", meta.clone());
+            (
+                outer.string(cx, "http", "http = \"POST /orders\"", route_hint),
+                None,
+            )
+        }
+    };
+    let route = route?;
+    if let Err(why) = crate::route::check(&route.value()) {
+        cx.error_spanned_by(&route, why);
+        return None;
+    }
+    let Some(http) = http else {
+        return Some(HttpArgs {
+            route,
+            namespace: None,
+            summary: None,
+            roles: Vec::new(),
+            publish: None,
+        });
+    };
+    let namespace = http.string(
+        cx,
+        "namespace",
+        "namespace = \"shop\"",
+        "the namespace is empty; write one, e.g. `namespace = \"shop\"`, or leave it out",
+    );
+    if let Some(ns) = &namespace {
+        let v = ns.value();
+        if v.contains('/') || v.contains('{') || v.contains(' ') {
+            cx.error_spanned_by(
+                ns,
+                "a namespace is one path segment (it prefixes the route): write e.g. `namespace = \"shop\"`",
+            );
+        }
+    }
+    Some(HttpArgs {
+        route,
+        namespace,
+        summary: http.string(
+            cx,
+            "summary",
+            "summary = \"Place an order\"",
+            "the summary is empty; write one line, or leave it out",
+        ),
+        roles: http.strings(cx, "roles", "roles = [\"orders.write\"]"),
+        publish: http.boolean(cx, "publish", "publish = false"),
+    })
 }

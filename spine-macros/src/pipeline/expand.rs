@@ -12,7 +12,7 @@ use syn::ItemMod;
 use super::parse::PipelineArgs;
 use super::parse::Publish;
 use super::validate::{distinct_extractors, Flow, Param, Pipeline, Step};
-use crate::common::{avro_check, codec_glue, handler_info, reply_glue, type_name};
+use crate::common::{avro_check, codec_glue, handler_info, http_glue, reply_glue, type_name};
 
 pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> TokenStream {
     let name = &stripped.ident;
@@ -102,6 +102,7 @@ pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> T
     let avro_check = avro_check(&args.on, payload_ty);
     let info = handler_info(name, &args.on, payload_ty);
     let replies = reply_glue(&args.on.replies);
+    let (http_checks, http) = http_glue(&args.on, payload_ty);
 
     let attrs = &stripped.attrs;
     let vis = &stripped.vis;
@@ -141,6 +142,7 @@ pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> T
                 #payload_check
                 #(#ext_checks)*
                 #avro_check
+                #http_checks
                 ::spine::__private::HandlerDescriptor::new(__spine_run, #info)
                 .with_pipeline(::spine::__private::pipeline::PipelineSpec {
                     name: #name_str,
@@ -151,6 +153,7 @@ pub(crate) fn expand(stripped: &ItemMod, args: &PipelineArgs, p: &Pipeline) -> T
                 })
                 #glue
                 #replies
+                #http
             }
         }
     }

@@ -24,6 +24,29 @@ pub struct Meta {
     pub event_id: String,
     /// `ce_correlationid`, or the event id when the message starts a conversation.
     pub correlation_id: String,
+    /// How the message arrived. An HTTP request has no partition or offset
+    /// (both are -1), and its key is the route's path parameter.
+    pub transport: Transport,
+}
+
+/// How a message arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// Consumed from a Kafka topic.
+    Kafka,
+    /// Sent to the handler's HTTP endpoint.
+    Http,
+}
+
+impl Transport {
+    /// `kafka` or `http`, as in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Kafka => "kafka",
+            Transport::Http => "http",
+        }
+    }
 }
 
 impl Meta {
@@ -53,6 +76,13 @@ impl FromRecord for Meta {
             event: scope.topic.event_or(r, scope.event).map(|e| e.into_owned()),
             event_id: r.event_id(),
             correlation_id: r.correlation_id(),
+            // Consumed records always have a partition; a record made from
+            // an HTTP request has none.
+            transport: if r.partition < 0 {
+                Transport::Http
+            } else {
+                Transport::Kafka
+            },
         })
     }
 }

@@ -18,7 +18,7 @@ use crate::record::Record;
 
 pub(crate) use context::EmitLog;
 pub use context::{Context, EmitError};
-pub use meta::{Meta, Raw};
+pub use meta::{Meta, Raw, Transport};
 pub use state::{State, States};
 
 /// The message an extractor is built from.
