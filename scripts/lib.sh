@@ -48,22 +48,24 @@ ensure_venv() {
 }
 
 # Debian's chromium, for the tests that render pages in a headless browser
-# (the status page). Installs it with apt-get if it is missing.
+# (the status page), and its chromedriver, through which selenium fills the
+# form of /docs. Installs them with apt-get if they are missing.
 CHROMIUM_BIN="${SPINE_TEST_CHROMIUM:-chromium}"
+CHROMEDRIVER_BIN="${SPINE_TEST_CHROMEDRIVER:-chromedriver}"
 ensure_chromium() {
-    if command -v "$CHROMIUM_BIN" >/dev/null 2>&1; then
-        log "chromium: $(command -v "$CHROMIUM_BIN")"
+    if command -v "$CHROMIUM_BIN" >/dev/null 2>&1 && command -v "$CHROMEDRIVER_BIN" >/dev/null 2>&1; then
+        log "chromium: $(command -v "$CHROMIUM_BIN"), $(command -v "$CHROMEDRIVER_BIN")"
         return
     fi
-    log "chromium: not installed; installing Debian's chromium package (apt-get)"
+    log "chromium: not installed; installing Debian's chromium and chromium-driver packages (apt-get)"
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         sudo="sudo"
     fi
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
-    command -v "$CHROMIUM_BIN" >/dev/null 2>&1 || {
-        log "chromium could not be installed; the status page test needs it (or set SPINE_TEST_CHROMIUM)"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+    command -v "$CHROMIUM_BIN" >/dev/null 2>&1 && command -v "$CHROMEDRIVER_BIN" >/dev/null 2>&1 || {
+        log "chromium could not be installed; the status page and /docs tests need it (or set SPINE_TEST_CHROMIUM and SPINE_TEST_CHROMEDRIVER)"
         return 1
     }
 }

@@ -94,7 +94,11 @@ pub(crate) async fn start(
         openapi: document,
     };
     let api = Arc::new(api::Api::new(shared, auth.clone()));
-    let router = router(ops, auth).merge(api::router(api, &endpoints));
+    // The fallbacks go on last, so that they answer for the endpoints' paths too.
+    let router = router(ops, auth)
+        .merge(api::router(api, &endpoints))
+        .fallback(problem::not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let task = match tls {
@@ -176,10 +180,7 @@ fn router(ops: Ops, auth: Option<Arc<auth::Auth>>) -> Router {
         )),
         None => router,
     };
-    router
-        .fallback(problem::not_found)
-        .method_not_allowed_fallback(problem::method_not_allowed)
-        .with_state(ops)
+    router.with_state(ops)
 }
 
 async fn openapi_json(State(ops): State<Ops>) -> impl IntoResponse {
