@@ -16,6 +16,7 @@
 //! - `direct`: a message whose sender waits for its outcome (HTTP).
 
 mod dead_letter;
+#[cfg(feature = "http")]
 pub(crate) mod direct;
 pub(crate) mod extract;
 pub(crate) mod handler;

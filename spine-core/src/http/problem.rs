@@ -15,19 +15,27 @@ pub(crate) struct Problem {
     /// `not_found`, `method_not_allowed`, `overloaded`, `timeout`, ...
     pub(crate) kind: &'static str,
     pub(crate) message: String,
+    /// Boxed: a `Result<_, Problem>` stays small on the paths that succeed.
+    #[serde(flatten)]
+    detail: Box<Detail>,
+    #[serde(skip)]
+    retry_after: Option<u64>,
+    #[serde(skip)]
+    challenge: bool,
+}
+
+/// What some problems add.
+#[derive(Debug, Default, Serialize)]
+struct Detail {
     /// The field a body failed to decode at (`items[0].qty`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) field: Option<String>,
+    field: Option<String>,
     /// The handler that failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) handler: Option<String>,
+    handler: Option<String>,
     /// The id of an internal error, also in the service's log.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) error_id: Option<String>,
-    #[serde(skip)]
-    pub(crate) retry_after: Option<u64>,
-    #[serde(skip)]
-    pub(crate) challenge: bool,
+    error_id: Option<String>,
 }
 
 impl Problem {
@@ -36,12 +44,28 @@ impl Problem {
             status,
             kind,
             message: message.into(),
-            field: None,
-            handler: None,
-            error_id: None,
+            detail: Box::default(),
             retry_after: None,
             challenge: false,
         }
+    }
+
+    /// Names the field a body failed to decode at.
+    pub(crate) fn with_field(mut self, field: Option<String>) -> Self {
+        self.detail.field = field;
+        self
+    }
+
+    /// Names the handler that failed.
+    pub(crate) fn with_handler(mut self, handler: Option<String>) -> Self {
+        self.detail.handler = handler;
+        self
+    }
+
+    /// The id an internal error is logged under.
+    pub(crate) fn with_error_id(mut self, id: String) -> Self {
+        self.detail.error_id = Some(id);
+        self
     }
 
     /// `503` with `Retry-After`.

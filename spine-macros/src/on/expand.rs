@@ -18,7 +18,7 @@ pub(crate) fn expand(func: &ItemFn, args: &OnArgs, sig: &HandlerSig) -> TokenStr
     let glue = codec_glue(payload_ty);
     let info = handler_info(name, args, payload_ty);
     let replies = reply_glue(&args.replies);
-    let (http_checks, http) = http_glue(&args, payload_ty);
+    let (http_checks, http) = http_glue(args, payload_ty);
 
     // Assertions on the user's own tokens: a failing bound is reported on the
     // type that breaks it, with the trait's own "write this instead" note.

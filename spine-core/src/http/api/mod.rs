@@ -149,15 +149,12 @@ fn problem(e: &Endpoint, f: DirectFailure) -> Problem {
                 .iter()
                 .find(|(k, _)| k == crate::headers::dead_letter::ERROR_FIELD)
                 .map(|(_, v)| v.clone());
-            Problem {
-                field,
-                ..Problem::new(StatusCode::BAD_REQUEST, "decode", failure.message)
-            }
+            Problem::new(StatusCode::BAD_REQUEST, "decode", failure.message).with_field(field)
         }
-        FailureKind::Handler if !failure.fatal => Problem {
-            handler,
-            ..Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "handler", failure.message)
-        },
+        FailureKind::Handler if !failure.fatal => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "handler", failure.message)
+                .with_handler(handler)
+        }
         kind => {
             let id = uuid::Uuid::new_v4().to_string();
             tracing::error!(
@@ -168,17 +165,12 @@ fn problem(e: &Endpoint, f: DirectFailure) -> Problem {
                 error = %failure.message,
                 "an HTTP request failed"
             );
-            Problem {
-                handler,
-                error_id: Some(id.clone()),
-                ..Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    format!(
-                        "the request failed ({kind}); the service's log has it under error id {id}"
-                    ),
-                )
-            }
+            let message = format!(
+                "the request failed ({kind}); the service's log has it under error id {id}"
+            );
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+                .with_handler(handler)
+                .with_error_id(id)
         }
     }
 }
