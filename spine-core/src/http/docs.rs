@@ -31,6 +31,7 @@ const PAGE: &str = r##"<!doctype html>
   code.path { font-size: 16px; font-weight: 600; }
   .tag { color: #5b6474; margin-left: 8px; font-size: 13px; }
   details { margin: 8px 0; } summary { cursor: pointer; color: #364152; }
+  pre:empty { display: none; }
   pre { background: #f1f3f6; padding: 10px; border-radius: 6px; overflow: auto; font-size: 13px; margin: 6px 0; }
   form { display: grid; grid-template-columns: 130px 1fr; gap: 8px 12px; margin-top: 10px; align-items: start; }
   form label { padding-top: 6px; color: #364152; }
@@ -94,19 +95,19 @@ function operation(path, method, op) {
   const id = op.operationId;
   const body = op.requestBody.content["application/json"].schema;
   const ok = op.responses["200"].content["application/json"].schema;
-  const secured = (op.security || []).length > 0;
+  const schemes = (op.security || []).flatMap(Object.keys);
   const form = el("form", { id: "form-" + id });
   const keyParam = (op.parameters || []).find(p => p.in === "path");
   if (keyParam) {
     form.append(el("label", { for: id + "-key" }, keyParam.name + " (key)"),
                 el("input", { id: id + "-key", name: "key", required: "" }));
   }
-  if (secured) {
+  if (schemes.includes("apiKey"))
     form.append(el("label", { for: id + "-apikey" }, "X-API-Key"),
-                el("input", { id: id + "-apikey", name: "apikey", type: "password", autocomplete: "off" }),
-                el("label", { for: id + "-bearer" }, "Bearer token"),
+                el("input", { id: id + "-apikey", name: "apikey", type: "password", autocomplete: "off" }));
+  if (schemes.includes("bearer"))
+    form.append(el("label", { for: id + "-bearer" }, "Bearer token"),
                 el("input", { id: id + "-bearer", name: "bearer", type: "password", autocomplete: "off" }));
-  }
   const text = el("textarea", { id: id + "-body", name: "body", spellcheck: "false" });
   text.value = pretty(example(body));
   form.append(el("label", { for: id + "-body" }, "Body (JSON)"), text,
@@ -118,8 +119,8 @@ function operation(path, method, op) {
     let url = path;
     if (keyParam) url = url.replace("{" + keyParam.name + "}", encodeURIComponent(form.key.value));
     const headers = { "content-type": "application/json" };
-    if (secured && form.apikey.value) headers["x-api-key"] = form.apikey.value;
-    if (secured && form.bearer.value) headers["authorization"] = "Bearer " + form.bearer.value;
+    if (form.apikey && form.apikey.value) headers["x-api-key"] = form.apikey.value;
+    if (form.bearer && form.bearer.value) headers["authorization"] = "Bearer " + form.bearer.value;
     status.textContent = "Sending…"; status.className = "status";
     try {
       const r = await fetch(url, { method: method.toUpperCase(), headers, body: text.value });
