@@ -76,12 +76,12 @@ async fn counters_are_reported_per_topic_and_kind() {
     }
     let get = |name: &str| counters.get(name).copied().unwrap_or(0);
     assert_eq!(
-        get(&format!("{}{{topic={topic}}}", m::CONSUMED)),
+        get(&format!("{}{{topic={topic},transport=kafka}}", m::CONSUMED)),
         4,
         "{counters:#?}"
     );
     assert_eq!(
-        get(&format!("{}{{topic={topic}}}", m::HANDLED)),
+        get(&format!("{}{{topic={topic},transport=kafka}}", m::HANDLED)),
         1,
         "{counters:#?}"
     );
@@ -96,12 +96,18 @@ async fn counters_are_reported_per_topic_and_kind() {
         "{counters:#?}"
     );
     assert_eq!(
-        get(&format!("{}{{kind=handler,topic={topic}}}", m::FAILED)),
+        get(&format!(
+            "{}{{kind=handler,topic={topic},transport=kafka}}",
+            m::FAILED
+        )),
         3,
         "{counters:#?}"
     );
     assert_eq!(
-        get(&format!("{}{{kind=decode,topic={topic}}}", m::FAILED)),
+        get(&format!(
+            "{}{{kind=decode,topic={topic},transport=kafka}}",
+            m::FAILED
+        )),
         1,
         "{counters:#?}"
     );

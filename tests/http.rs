@@ -51,6 +51,48 @@ hs256_secret_env = "ORDERS_JWT_SECRET"
     path
 }
 
+/// The orders service, running with [`orders_config`], in a directory of its
+/// own. With `scheme = "https"` it serves TLS with a certificate made by
+/// rcgen (`cert.pem` in `dir`); otherwise this returns once it listens.
+struct Orders {
+    _service: Service,
+    dir: PathBuf,
+    config: PathBuf,
+    port: u16,
+    base: String,
+}
+
+async fn orders_service(name: &str, scheme: &str) -> Orders {
+    create_topics(&["orders", "orders.accepted"], 1).await;
+    let dir = tempdir(name);
+    let port = free_port();
+    let mut tls = String::new();
+    if scheme == "https" {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+        std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+        tls = format!(
+            "[http.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            cert_file.display(),
+            key_file.display()
+        );
+    }
+    let config = orders_config(&dir, port, &tls);
+    let service = start_orders(&config, &format!("{name}.log"));
+    let base = format!("http://127.0.0.1:{port}");
+    if tls.is_empty() {
+        wait_listening(&base).await;
+    }
+    Orders {
+        _service: service,
+        dir,
+        config,
+        port,
+        base,
+    }
+}
+
 fn orders_command(config: &Path, group: &str) -> Command {
     let mut cmd = Command::new(example("orders"));
     clean_env(&mut cmd)
@@ -139,13 +181,8 @@ fn bearer(roles: &[&str], secret: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_orders_endpoint_replies_publishes_and_refuses_bad_requests() {
-    create_topics(&["orders", "orders.accepted"], 1).await;
-    let dir = tempdir("orders-http");
-    let port = free_port();
-    let config = orders_config(&dir, port, "");
-    let _service = start_orders(&config, "orders-http.log");
-    let base = format!("http://127.0.0.1:{port}");
-    wait_listening(&base).await;
+    let orders = orders_service("orders-http", "").await;
+    let (base, config) = (&orders.base, &orders.config);
     let url = format!("{base}/orders");
     let writer = [("x-api-key", WRITER_KEY)];
 
@@ -366,13 +403,8 @@ async fn the_orders_endpoint_replies_publishes_and_refuses_bad_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_and_nothing_off_the_document() {
-    create_topics(&["orders", "orders.accepted"], 1).await;
-    let dir = tempdir("orders-schemathesis");
-    let port = free_port();
-    let config = orders_config(&dir, port, "");
-    let _service = start_orders(&config, "orders-schemathesis.log");
-    let base = format!("http://127.0.0.1:{port}");
-    wait_listening(&base).await;
+    let orders = orders_service("orders-schemathesis", "").await;
+    let (base, dir) = (&orders.base, &orders.dir);
     let st = Path::new(&python()).with_file_name("schemathesis");
     let report = dir.join("schemathesis.txt");
     let out = Command::new("timeout")
@@ -417,20 +449,8 @@ async fn schemathesis_finds_no_server_error_and_nothing_off_the_document() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_endpoint_is_served_over_tls() {
-    create_topics(&["orders", "orders.accepted"], 1).await;
-    let dir = tempdir("orders-tls");
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
-    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
-    let port = free_port();
-    let tls = format!(
-        "[http.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-        cert_file.display(),
-        key_file.display()
-    );
-    let config = orders_config(&dir, port, &tls);
-    let _service = start_orders(&config, "orders-tls.log");
+    let orders = orders_service("orders-tls", "https").await;
+    let (port, cert_file) = (orders.port, orders.dir.join("cert.pem"));
     let id = unique("https-order");
     // Python's ssl, trusting only the test's certificate.
     let script = r#"
