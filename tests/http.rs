@@ -315,7 +315,7 @@ async fn the_orders_endpoint_replies_publishes_and_refuses_bad_requests() {
         doc["components"]["schemas"]["OrderPlaced"]["properties"]["amount_cents"]["type"],
         "integer"
     );
-    let printed = orders_command(&config, "unused")
+    let printed = orders_command(config, "unused")
         .arg("openapi")
         .output()
         .unwrap();
@@ -406,7 +406,7 @@ async fn schemathesis_finds_no_server_error_and_nothing_off_the_document() {
             "run",
             &format!("{base}/openapi.json"),
             "--url",
-            &base,
+            base,
             "--header",
             &format!("X-API-Key: {WRITER_KEY}"),
             "--checks",
