@@ -115,3 +115,69 @@ stop_broker() {
         wait "$BROKER_PID" 2>/dev/null || true
     fi
 }
+
+# PostgreSQL for the inbox tests. Uses SPINE_TEST_DATABASE_URL if set, else
+# the machine's server at 127.0.0.1:${SPINE_TEST_PG_PORT:-5432} (user
+# postgres, trust auth) if it answers; else starts a throwaway cluster from
+# Debian's postgresql package (installing it if missing) on a free port, as
+# the `postgres` user, stopped by stop_postgres. Exports
+# SPINE_TEST_DATABASE_URL; never leaves the tests without a database.
+PG_OWN_DIR=""
+pg_answers() {
+    local url=$1
+    command -v psql >/dev/null 2>&1 && psql "$url" -tAc 'select 1' >/dev/null 2>&1
+}
+ensure_postgres() {
+    if [ -n "${SPINE_TEST_DATABASE_URL:-}" ]; then
+        log "postgresql: SPINE_TEST_DATABASE_URL=$SPINE_TEST_DATABASE_URL"
+        return
+    fi
+    local url="postgres://postgres@127.0.0.1:${SPINE_TEST_PG_PORT:-5432}/postgres"
+    if pg_answers "$url"; then
+        export SPINE_TEST_DATABASE_URL="$url"
+        log "postgresql: the machine's server at $url"
+        return
+    fi
+    local bin
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    if [ -z "$bin" ] || ! command -v psql >/dev/null 2>&1; then
+        log "postgresql: none answers at $url and none is installed; installing Debian's postgresql (apt-get)"
+        local sudo=""
+        if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+        bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    fi
+    local port run_as=()
+    port=$(free_port)
+    PG_OWN_DIR=$(mktemp -d /tmp/spine-pg.XXXXXX)
+    # initdb and postgres refuse to run as root.
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres "$PG_OWN_DIR"
+        run_as=(runuser -u postgres --)
+    fi
+    log "postgresql: none answers at $url; starting a throwaway cluster in $PG_OWN_DIR on port $port"
+    "${run_as[@]}" "$bin/initdb" -D "$PG_OWN_DIR/data" -U postgres --auth=trust >"$PG_OWN_DIR/initdb.log" 2>&1 || {
+        cat "$PG_OWN_DIR/initdb.log" >&2
+        return 1
+    }
+    "${run_as[@]}" "$bin/pg_ctl" -D "$PG_OWN_DIR/data" -l "$PG_OWN_DIR/server.log" -w \
+        -o "-p $port -k $PG_OWN_DIR -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null || {
+        cat "$PG_OWN_DIR/server.log" >&2
+        return 1
+    }
+    PG_OWN_BIN="$bin"
+    export SPINE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    pg_answers "$SPINE_TEST_DATABASE_URL" || {
+        log "postgresql: the throwaway cluster does not answer; its log: $PG_OWN_DIR/server.log"
+        return 1
+    }
+}
+stop_postgres() {
+    if [ -n "$PG_OWN_DIR" ] && [ -d "$PG_OWN_DIR/data" ]; then
+        local run_as=()
+        if [ "$(id -u)" -eq 0 ]; then run_as=(runuser -u postgres --); fi
+        "${run_as[@]}" "$PG_OWN_BIN/pg_ctl" -D "$PG_OWN_DIR/data" -m fast stop >/dev/null 2>&1 || true
+        rm -rf "$PG_OWN_DIR"
+    fi
+}

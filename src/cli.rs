@@ -1,6 +1,8 @@
-//! The command line every Spine service gets from [`crate::run`]: `run` (the
-//! default), `routes`, `schemas export`, `schemas check` and `asyncapi`, so
-//! operators use the same commands for every service.
+//! The command line every Spine service gets from [`crate::run`] (one app)
+//! or [`crate::run_many`] (named consumers in one binary): `run` (the
+//! default), `consumers`, `routes`, `schemas export`, `schemas check`,
+//! `replay`, `asyncapi` and `openapi`, so operators use the same commands for
+//! every service.
 
 use std::process::ExitCode;
 
@@ -18,6 +20,10 @@ use spine_kafka_core::{Builder, RouteInfo};
     after_help = "Examples:\n  my-service                 # run\n  my-service routes\n  my-service schemas export schemas/\n  my-service schemas check --registry http://127.0.0.1:8081\n  my-service asyncapi > asyncapi.json\n  my-service openapi > openapi.json\n\nSettings come from spine.toml (or $SPINE_CONFIG) and SPINE_* variables.\n\nExit status: 0 on a clean stop, 1 on an error, 2 on a usage error, 3 when it stopped without committing messages it handled (the broker did not confirm in time, or a second SIGINT/SIGTERM): those are handled again after the restart."
 )]
 struct ServiceCli {
+    /// The named consumer to act on, in a service that runs several
+    /// (`spine::run_many`); `run` without it runs them all.
+    #[arg(long, global = true, value_name = "NAME")]
+    consumer: Option<String>,
     #[command(subcommand)]
     command: Option<ServiceCommand>,
 }
@@ -27,9 +33,12 @@ enum ServiceCommand {
     /// Consumes and handles until SIGINT or SIGTERM (the default); a second
     /// signal stops at once.
     #[command(
-        after_help = "Example:\n  SPINE_BOOTSTRAP_SERVERS=127.0.0.1:9092 my-service run\n\nStops within dispatch.shutdown_timeout plus dispatch.commit_timeout. Exit status 3: stopped without committing messages it handled; they are handled again after the restart."
+        after_help = "Examples:\n  SPINE_BOOTSTRAP_SERVERS=127.0.0.1:9092 my-service run\n  my-service run --consumer orders --group orders-eu --topics orders.eu,orders.eu.retry\n\nWithout --consumer, every consumer of the service runs, each in its own group. Stops within dispatch.shutdown_timeout plus dispatch.commit_timeout. Exit status 3: stopped without committing messages it handled; they are handled again after the restart."
     )]
-    Run,
+    Run(RunArgs),
+    /// Lists the service's named consumers: group, topics and handlers.
+    #[command(after_help = "Example:\n  my-service consumers")]
+    Consumers,
     /// Prints the dispatch table: topic, event, handler or pipeline, payload type, codec, source.
     #[command(after_help = "Example:\n  my-service routes")]
     Routes,
@@ -56,6 +65,17 @@ enum ServiceCommand {
         after_help = "Example:\n  my-service openapi > openapi.json\n\nA handler is served over HTTP with #[on(..., http = \"POST /orders\")] or [http.endpoints.<handler>] route in spine.toml."
     )]
     Openapi,
+}
+
+#[derive(Debug, Default, clap::Args)]
+struct RunArgs {
+    /// Consumer group, instead of the configured one.
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// Topics to subscribe besides the handlers' own, comma-separated
+    /// (replaces `[app] topics`, or `[consumers.<name>] topics`).
+    #[arg(long, value_name = "TOPICS", value_delimiter = ',')]
+    topics: Option<Vec<String>>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -133,6 +153,65 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    command_line(vec![(None, builder)], args).await
+}
+
+/// Several apps in one binary, each a named consumer with its own group
+/// (`[consumers.<name>] group`, or the app's group followed by `.<name>`) and
+/// topics, under one command line: `run` runs them all, `run --consumer
+/// orders [--group G] [--topics a,b]` one of them, and `consumers` lists
+/// them. Only the first serves `[http]` (metrics and probes cover all).
+///
+/// ```no_run
+/// use spine::prelude::*;
+///
+/// #[on(event = "order.placed", topic = "orders")]
+/// async fn accept(_order: serde_json::Value) {}
+///
+/// #[on(event = "order.placed", topic = "orders")]
+/// async fn audit(_order: serde_json::Value) {}
+///
+/// #[tokio::main]
+/// async fn main() -> std::process::ExitCode {
+///     spine::init_tracing();
+///     spine::run_many([
+///         ("orders", Spine::builder().handlers(spine::handlers![accept])),
+///         ("audit", Spine::builder().handlers(spine::handlers![audit])),
+///     ])
+///     .await
+/// }
+/// ```
+pub async fn run_many<N: Into<String>>(
+    consumers: impl IntoIterator<Item = (N, Builder)>,
+) -> ExitCode {
+    run_many_from(consumers, std::env::args_os()).await
+}
+
+/// [`run_many`] with the given command line instead of the process's.
+pub async fn run_many_from<N, I, T>(
+    consumers: impl IntoIterator<Item = (N, Builder)>,
+    args: I,
+) -> ExitCode
+where
+    N: Into<String>,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let named = consumers
+        .into_iter()
+        .map(|(n, b)| (Some(n.into()), b))
+        .collect();
+    command_line(named, args).await
+}
+
+/// An app of the service; `None` names the one app of `spine::run`.
+type Named = (Option<String>, Builder);
+
+async fn command_line<I, T>(consumers: Vec<Named>, args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     let cli = match ServiceCli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -144,8 +223,106 @@ where
             };
         }
     };
-    let result = match cli.command.unwrap_or(ServiceCommand::Run) {
-        ServiceCommand::Run => run_app(builder).await,
+    let command = cli
+        .command
+        .unwrap_or(ServiceCommand::Run(RunArgs::default()));
+    let result = match command {
+        ServiceCommand::Run(args) => match select(consumers, cli.consumer.as_deref(), true) {
+            Ok(chosen) => run_apps(chosen, args).await,
+            Err(e) => Err(e),
+        },
+        ServiceCommand::Consumers => list_consumers(consumers),
+        other => match select(consumers, cli.consumer.as_deref(), false) {
+            Ok(mut one) => {
+                let (name, builder) = one.remove(0);
+                match configured(builder, name.as_deref(), &RunArgs::default()) {
+                    Ok(b) => single(other, b).await,
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e.downcast_ref::<spine_kafka_core::Error>() {
+                Some(spine_kafka_core::Error::Uncommitted { .. }) => ExitCode::from(UNCOMMITTED),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+/// The consumers a command acts on: the one named by `--consumer`, or all
+/// (`run`), or the only one.
+fn select(
+    mut consumers: Vec<Named>,
+    wanted: Option<&str>,
+    all: bool,
+) -> Result<Vec<Named>, Box<dyn std::error::Error>> {
+    let names = || {
+        consumers
+            .iter()
+            .filter_map(|(n, _)| n.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match wanted {
+        Some(want) => {
+            if consumers.iter().all(|(n, _)| n.is_none()) {
+                return Err(format!(
+                    "--consumer {want}: this service runs one app, without named consumers; drop --consumer"
+                )
+                .into());
+            }
+            match consumers
+                .iter()
+                .position(|(n, _)| n.as_deref() == Some(want))
+            {
+                Some(i) => Ok(vec![consumers.swap_remove(i)]),
+                None => {
+                    Err(format!("no consumer named `{want}`; this service has: {}", names()).into())
+                }
+            }
+        }
+        None if all || consumers.len() == 1 => Ok(consumers),
+        None => Err(format!(
+            "this service runs {} consumers ({}): pass --consumer NAME",
+            consumers.len(),
+            names()
+        )
+        .into()),
+    }
+}
+
+/// The builder with the consumer's own settings and the command line's.
+fn configured(
+    builder: Builder,
+    name: Option<&str>,
+    args: &RunArgs,
+) -> Result<Builder, spine_kafka_core::Error> {
+    if name.is_none() && args.group.is_none() && args.topics.is_none() {
+        return Ok(builder);
+    }
+    builder.configure(|c| {
+        if let Some(name) = name {
+            c.for_consumer(name);
+        }
+        if let Some(g) = &args.group {
+            c.app.group = Some(g.clone());
+        }
+        if let Some(t) = &args.topics {
+            c.app.topics = t.clone();
+        }
+    })
+}
+
+/// Runs a command that acts on one app.
+async fn single(command: ServiceCommand, builder: Builder) -> CliResult {
+    match command {
+        ServiceCommand::Run(_) | ServiceCommand::Consumers => unreachable!("handled by the caller"),
         ServiceCommand::Routes => builder
             .describe()
             .map(|(_, r)| print_routes(&r))
@@ -172,16 +349,6 @@ where
             .openapi()
             .map(|doc| println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default()))
             .map_err(Into::into),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            match e.downcast_ref::<spine_kafka_core::Error>() {
-                Some(spine_kafka_core::Error::Uncommitted { .. }) => ExitCode::from(UNCOMMITTED),
-                _ => ExitCode::FAILURE,
-            }
-        }
     }
 }
 
@@ -190,13 +357,72 @@ type CliResult = Result<(), Box<dyn std::error::Error>>;
 /// The exit status of a stop that left handled messages uncommitted.
 const UNCOMMITTED: u8 = 3;
 
-async fn run_app(builder: Builder) -> CliResult {
-    let result = match builder.build() {
-        Ok(app) => app.run().await,
-        Err(e) => Err(e),
-    };
+/// Builds every chosen app, then runs them together until SIGINT or SIGTERM.
+/// One that fails stops the others; the first error is the command's.
+async fn run_apps(chosen: Vec<Named>, args: RunArgs) -> CliResult {
+    use tracing::Instrument;
+    let several = chosen.len() > 1;
+    let mut apps = Vec::with_capacity(chosen.len());
+    for (i, (name, builder)) in chosen.into_iter().enumerate() {
+        let mut builder = configured(builder, name.as_deref(), &args)?;
+        if several && i > 0 {
+            // One listener per process: the first consumer's serves metrics
+            // and probes; the others' would collide on its port.
+            builder = builder.configure(|c| c.http.listen = None)?;
+        }
+        let app = builder.build().map_err(|e| match &name {
+            Some(n) => format!("consumer `{n}`: {e}").into(),
+            None => Box::<dyn std::error::Error>::from(e),
+        })?;
+        apps.push((name, app));
+    }
+    let stops: Vec<_> = apps.iter().map(|(_, a)| a.shutdown_handle()).collect();
+    let mut running = tokio::task::JoinSet::new();
+    for (name, app) in apps {
+        let span = tracing::info_span!("consumer", name = name.as_deref().unwrap_or(""));
+        running.spawn(async move { (name, app.run().await) }.instrument(span));
+    }
+    let mut first: Option<Box<dyn std::error::Error>> = None;
+    while let Some(joined) = running.join_next().await {
+        let (name, result): (_, CliResult) = match joined {
+            Ok((name, r)) => (name, r.map_err(Into::into)),
+            Err(e) => (None, Err(format!("a consumer's task failed: {e}").into())),
+        };
+        if let Err(e) = result {
+            if first.is_none() {
+                stops.iter().for_each(spine_kafka_core::Shutdown::trigger);
+                if let (Some(n), true) = (&name, several) {
+                    eprintln!("consumer `{n}` stopped with an error; stopping the others");
+                }
+                first = Some(e);
+            }
+        }
+    }
     crate::shutdown_tracing();
-    result?;
+    first.map_or(Ok(()), Err)
+}
+
+/// Prints the named consumers: group, topics, handlers.
+fn list_consumers(consumers: Vec<Named>) -> CliResult {
+    let mut t = table(&["consumer", "group", "topics", "handlers"]);
+    for (name, builder) in consumers {
+        let builder = configured(builder, name.as_deref(), &RunArgs::default())?;
+        let (config, routes) = builder.describe()?;
+        let topics: std::collections::BTreeSet<&str> = routes
+            .iter()
+            .filter(|r| r.subscribed)
+            .map(|r| r.topic.as_str())
+            .collect();
+        let handlers: std::collections::BTreeSet<String> =
+            routes.iter().map(|r| r.display_name()).collect();
+        t.add_row(vec![
+            name.unwrap_or_else(|| "(the app)".into()),
+            config.group_id().to_owned(),
+            topics.into_iter().collect::<Vec<_>>().join(", "),
+            handlers.into_iter().collect::<Vec<_>>().join(", "),
+        ]);
+    }
+    println!("{t}");
     Ok(())
 }
 
@@ -451,7 +677,8 @@ mod tests {
                     .cloned(),
             );
         }
-        // run, routes, schemas (export, check), replay, asyncapi, openapi, and the root.
-        assert!(seen >= 9, "{seen}");
+        // run, consumers, routes, schemas (export, check), replay, asyncapi,
+        // openapi, and the root.
+        assert!(seen >= 10, "{seen}");
     }
 }

@@ -35,7 +35,7 @@
 #[cfg(feature = "cli")]
 mod cli;
 #[cfg(feature = "cli")]
-pub use cli::{run, run_from};
+pub use cli::{run, run_from, run_many, run_many_from};
 
 pub use spine_kafka_core::{
     aggregate, request, respond, Aggregate, Position, ReplayOptions, ReplayReport, RouteInfo,
@@ -43,11 +43,16 @@ pub use spine_kafka_core::{
 pub use spine_kafka_core::{
     codec, config, dev, headers, metrics, middleware, testing, App, Builder, Config, Context,
     EmitError, Error, Failure, FailureKind, FromRecord, Handler, HandlerDescriptor, HandlerError,
-    HandlerFuture, HandlerInfo, IntoReplies, Meta, PublishError, Publisher, Raw, Reply,
-    RequestError, Scope, Sent, SentKind, Shutdown, State, StatsHandle, StatsSnapshot, Transport,
-    UncommittedOffset, MAX_EXTRACTORS,
+    HandlerFuture, HandlerInfo, IntoReplies, Meta, OutgoingResult, PublishError, Publisher, Raw,
+    Reply, RequestError, Scope, Sent, SentKind, Shutdown, State, StatsHandle, StatsSnapshot,
+    Transport, UncommittedOffset, MAX_EXTRACTORS,
 };
 pub use spine_kafka_macros::{on, pipeline};
+
+/// The database inbox and outbox (feature `inbox`): [`Tx`], the transaction
+/// a handler writes its rows in, and sqlx for its queries.
+#[cfg(feature = "inbox")]
+pub use spine_kafka_core::{sqlx, Tx, TxConn};
 
 /// JSON Schema, for the payloads and replies of handlers served over HTTP
 /// (`#[on(http = "POST /orders")]`): derive [`JsonSchema`] beside
@@ -220,6 +225,9 @@ mod otel {
 
 /// Everything a handler module needs: `use spine::prelude::*;`.
 pub mod prelude {
+    /// The inbox's transaction, for handlers that write rows.
+    #[cfg(feature = "inbox")]
+    pub use crate::Tx;
     pub use crate::{
         handlers, on, pipeline, respond, Context, HandlerError, Meta, Raw, Reply, Spine, State,
     };

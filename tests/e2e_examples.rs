@@ -1,6 +1,6 @@
-//! The pipeline and aggregate examples as long-lived services on a real
-//! broker (nisshi, started by `scripts/test`): events in, results out, and a
-//! clean exit on SIGTERM. A test binary of their own, so that nothing else
+//! The pipeline, aggregate and named-consumers examples as long-lived
+//! services on a real broker (nisshi, started by `scripts/test`): events in,
+//! results out, and a clean exit on SIGTERM. A test binary of their own, so that nothing else
 //! writes to their topics meanwhile.
 
 mod support;
@@ -19,14 +19,22 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn start(name: &str, group: &str, extra: &[(&str, &str)]) -> Child {
-    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-service.log"));
+    start_with(name, "service", group, extra, &[])
+}
+
+/// The example `name` with these environment variables and arguments,
+/// logging to `<name>-<log>.log` in the tests' temporary directory.
+fn start_with(name: &str, log: &str, group: &str, extra: &[(&str, &str)], args: &[&str]) -> Child {
+    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{log}.log"));
     let mut cmd = Command::new(example(name));
+    cmd.args(args);
     for (k, _) in std::env::vars() {
         if k.starts_with("SPINE_") {
             cmd.env_remove(k);
         }
     }
     cmd.env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
         .env("SPINE_BOOTSTRAP_SERVERS", bootstrap())
         .env("SPINE_GROUP_ID", group)
         .env("SPINE_KAFKA__SESSION_TIMEOUT_MS", "6000")
@@ -161,4 +169,125 @@ async fn aggregate_service_joins_orders_with_payments() {
     }
     assert_eq!(expired.len(), 1, "{expired:?}");
     assert_eq!(expired[0]["order_id"], format!("{run}-5"));
+}
+
+/// Orders produced to `topic`, ids `<run>-0..n`.
+async fn place_orders(topic: &str, run: &str, n: usize) -> Vec<String> {
+    let p = producer();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("{run}-{i}");
+        produce_event(
+            &p,
+            topic,
+            "order.placed",
+            Some(&id),
+            &json!({ "order_id": id }),
+        )
+        .await;
+        ids.push(id);
+    }
+    ids
+}
+
+fn order_ids(got: &[serde_json::Value]) -> Vec<String> {
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|v| v["order_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_consumers_run_together_or_one_at_a_time_with_overrides() {
+    let (topic, other) = (unique("named.orders"), unique("named.other"));
+    let outs = [
+        format!("{topic}.orders"),
+        format!("{topic}.audit"),
+        format!("{other}.orders"),
+        format!("{other}.audit"),
+    ];
+    let mut all: Vec<&str> = vec![&topic, &other];
+    all.extend(outs.iter().map(String::as_str));
+    create_topics(&all, 1).await;
+    let group = unique("named");
+    let topics_env = format!("[{topic}]");
+    let env = [
+        ("SPINE_APP__TOPICS", topics_env.as_str()),
+        ("SPINE_KAFKA__AUTO_OFFSET_RESET", "earliest"),
+    ];
+
+    // `consumers` lists both, each in its own group.
+    let listed = Command::new(example("consumers"))
+        .arg("consumers")
+        .env("SPINE_BOOTSTRAP_SERVERS", bootstrap())
+        .env("SPINE_GROUP_ID", &group)
+        .env("SPINE_APP__TOPICS", &topics_env)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{table}");
+    for (name, handler) in [("orders", "accept"), ("audit", "audit")] {
+        let row = table
+            .lines()
+            .find(|l| l.contains(&format!(" {name} ")))
+            .unwrap_or_else(|| panic!("a row for {name}: {table}"));
+        assert!(row.contains(&format!("{group}.{name}")), "{row}");
+        assert!(row.contains(&topic) && row.contains(handler), "{row}");
+    }
+
+    // `run` without --consumer runs both: each replies to every order.
+    let run = unique("both");
+    let ids = place_orders(&topic, &run, 5).await;
+    let service = start_with("consumers", "both", &group, &env, &["run"]);
+    let accepted = collect(&outs[0], "order_id", &run, 5, Duration::from_secs(90));
+    let audited = collect(&outs[1], "order_id", &run, 5, Duration::from_secs(90));
+    sigterm(service);
+    assert_eq!(order_ids(&accepted), ids, "orders handled every order");
+    assert_eq!(order_ids(&audited), ids, "audit handled every order");
+
+    // `run --consumer audit --group G --topics other`: only audit, in group G,
+    // on `other` instead of the configured topic.
+    let run = unique("one");
+    let ids = place_orders(&other, &run, 5).await;
+    let own_group = unique("named.audit.own");
+    let service = start_with(
+        "consumers",
+        "one",
+        &group,
+        &env,
+        &[
+            "run",
+            "--consumer",
+            "audit",
+            "--group",
+            &own_group,
+            "--topics",
+            &other,
+        ],
+    );
+    let audited = collect(&outs[3], "order_id", &run, 5, Duration::from_secs(90));
+    assert_eq!(
+        order_ids(&audited),
+        ids,
+        "audit handled the overridden topic"
+    );
+    eventually(
+        Duration::from_secs(30),
+        "audit committed in its own group",
+        || committed(&own_group, &other, 1).get(&0) == Some(&5),
+    )
+    .await;
+    sigterm(service);
+    // Each app logs its routes when it is built: only audit was.
+    let log = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("consumers-one.log"),
+    )
+    .unwrap();
+    assert!(log.contains("handler=audit"), "{log}");
+    assert!(
+        !log.contains("handler=accept"),
+        "orders was not built: {log}"
+    );
 }

@@ -39,6 +39,7 @@ pub struct Builder {
     middleware: Vec<Arc<dyn Middleware>>,
     codecs: Vec<(String, CodecFactory)>,
     aggregates: Vec<crate::aggregate::Aggregate>,
+    outgoing: crate::outbound::HookList,
     version: Option<&'static str>,
     /// Topics count locally for the status page (set by `build`).
     count_locally: bool,
@@ -73,6 +74,19 @@ impl Builder {
         self
     }
 
+    /// Changes the configuration: the one given with [`Builder::config`], or
+    /// else `spine.toml` and the environment, loaded now. For what a command
+    /// line overrides (a group, topics) before the app is built.
+    pub fn configure(mut self, f: impl FnOnce(&mut Config)) -> Result<Self, Error> {
+        let mut config = match self.config.take() {
+            Some(c) => c,
+            None => Config::load()?,
+        };
+        f(&mut config);
+        self.config = Some(config);
+        Ok(self)
+    }
+
     /// Registers handlers, usually with `spine::handlers![a, b, c]`.
     #[must_use]
     pub fn handlers(mut self, handlers: impl IntoIterator<Item = HandlerDescriptor>) -> Self {
@@ -102,6 +116,45 @@ impl Builder {
         self
     }
 
+    /// Adds a producer hook that sees every record the app is about to publish
+    /// (replies, emitted events, error events, requests; not dead letters):
+    /// its topic, event, key, headers and payload. It returns the record
+    /// unchanged (`Ok(Some(record))`), changed, or `Ok(None)` to drop it.
+    /// A hook that fails or panics is logged and counted
+    /// (`spine_outgoing_hook_errors_total`), and the record is published as it
+    /// was given to it; drops are counted (`spine_outgoing_dropped_total`).
+    /// Hooks run in the order added, each on what the one before returned.
+    ///
+    /// ```
+    /// # use spine_kafka_core::Spine;
+    /// let builder = Spine::builder().outgoing(|mut record| {
+    ///     record.set_header("x-origin", "billing");
+    ///     Ok::<_, std::convert::Infallible>(Some(record))
+    /// });
+    /// ```
+    #[must_use]
+    pub fn outgoing<F, E>(mut self, hook: F) -> Self
+    where
+        F: Fn(crate::Sent) -> Result<Option<crate::Sent>, E> + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.outgoing.push(None, hook);
+        self
+    }
+
+    /// Adds a producer hook for the records of one event (`ce_type`), as
+    /// [`Builder::outgoing`] does for all of them: the way to filter or
+    /// transform one kind of event.
+    #[must_use]
+    pub fn outgoing_event<F, E>(mut self, event: &str, hook: F) -> Self
+    where
+        F: Fn(crate::Sent) -> Result<Option<crate::Sent>, E> + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.outgoing.push(Some(event), hook);
+        self
+    }
+
     /// Adds a middleware; they run in the order added.
     #[must_use]
     pub fn middleware(mut self, middleware: impl Middleware) -> Self {
@@ -120,6 +173,14 @@ impl Builder {
                 "kafka.bootstrap.servers",
                 "not set: add `\"bootstrap.servers\" = \"host:9092\"` under [kafka] in spine.toml, \
                  or set SPINE_BOOTSTRAP_SERVERS",
+            ));
+        }
+        #[cfg(not(feature = "inbox"))]
+        if config.inbox.url.is_some() {
+            return Err(Error::config(
+                "inbox.url",
+                "the inbox needs Spine's `inbox` feature: \
+                 spine-kafka = { version = \"...\", features = [\"inbox\"] }",
             ));
         }
         // Before the dispatch table takes its metric handles from it.
@@ -218,7 +279,7 @@ impl Builder {
             }
         }
         Ok(Arc::new(Shared {
-            outbound: outbound(&config)?,
+            outbound: outbound(&config)?.with_hooks(std::mem::take(&mut self.outgoing).freeze()),
             table,
             states: self.states,
             middleware: self.middleware,
@@ -228,6 +289,8 @@ impl Builder {
             requests: crate::dispatch::request::Requests::new(&config),
             status: Default::default(),
             timed: config.http.listen.is_some(),
+            #[cfg(feature = "inbox")]
+            outbox: Default::default(),
             config,
         }))
     }
@@ -242,7 +305,7 @@ impl Builder {
             None => Config::load()?,
         };
         let sink = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let shared = self.build_shared(config, move |_: &Config| Ok(Outbound::Memory(sink)))?;
+        let shared = self.build_shared(config, move |_: &Config| Ok(Outbound::memory(sink)))?;
         Ok((shared.config.clone(), shared.table.describe()))
     }
 
@@ -257,7 +320,7 @@ impl Builder {
         };
         let version = self.version;
         let sink = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let shared = self.build_shared(config, move |_: &Config| Ok(Outbound::Memory(sink)))?;
+        let shared = self.build_shared(config, move |_: &Config| Ok(Outbound::memory(sink)))?;
         crate::http::openapi_document(&shared, version)
     }
 
@@ -330,7 +393,26 @@ impl App {
         let listener = crate::http::start(self.shared.clone(), self.version).await?;
         #[cfg(not(feature = "http"))]
         let _ = self.version;
+        // The relay stops after the consumer, so that what the last handlers
+        // wrote is published too.
+        #[cfg(feature = "inbox")]
+        let stop = Shutdown::new();
+        #[cfg(feature = "inbox")]
+        let relay = crate::inbox::start(&self.shared, &stop).await?;
+        #[cfg(feature = "inbox")]
+        let relay_wait = self.shared.config.dispatch.commit_timeout;
         let result = consumer::run(self.shared, self.shutdown).await;
+        // What the outbox holds is published before the app stops, as long
+        // as that takes no longer than a commit may; the rest goes at the
+        // next start.
+        #[cfg(feature = "inbox")]
+        if let Some(relay) = relay {
+            stop.trigger();
+            if tokio::time::timeout(relay_wait, relay).await.is_err() {
+                stop.force();
+                tracing::warn!("the outbox relay did not finish in time; unsent rows are published at the next start");
+            }
+        }
         #[cfg(feature = "http")]
         if let Some(l) = listener {
             l.stop().await;

@@ -68,6 +68,9 @@ pub enum Error {
          `[app] topics = [...]` of spine.toml"
     )]
     NoTopics,
+    /// The inbox database cannot be opened or migrated (feature `inbox`).
+    #[error("inbox database: {0}")]
+    Store(String),
     /// librdkafka refused an operation.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),

@@ -19,6 +19,8 @@ mod error;
 pub mod headers;
 #[cfg(feature = "http")]
 mod http;
+#[cfg(feature = "inbox")]
+mod inbox;
 pub mod metrics;
 pub mod middleware;
 mod outbound;
@@ -27,6 +29,8 @@ mod replay;
 mod reply;
 mod shutdown;
 mod status;
+#[cfg(feature = "inbox")]
+mod store;
 pub mod testing;
 mod trace;
 
@@ -34,6 +38,8 @@ pub use aggregate::Aggregate;
 pub use app::{App, Builder, Spine, StatsHandle};
 pub use config::Config;
 pub use dispatch::extract::{Context, EmitError, FromRecord, Meta, Raw, Scope, State, Transport};
+#[cfg(feature = "inbox")]
+pub use dispatch::extract::{Tx, TxConn};
 pub use dispatch::handler::{
     Handler, HandlerDescriptor, HandlerFuture, HandlerInfo, MAX_EXTRACTORS,
 };
@@ -41,10 +47,13 @@ pub use dispatch::request::{self, RequestError};
 pub use dispatch::routing::RouteInfo;
 pub use dispatch::StatsSnapshot;
 pub use error::{Error, Failure, FailureKind, HandlerError, UncommittedOffset};
-pub use outbound::{PublishError, Publisher, Sent, SentKind};
+pub use outbound::{OutgoingResult, PublishError, Publisher, Sent, SentKind};
 pub use replay::{Position, ReplayOptions, ReplayProgress, ReplayRange, ReplayReport};
 pub use reply::{respond, IntoReplies, Reply};
 pub use shutdown::Shutdown;
+/// sqlx, for queries on a [`Tx`] (feature `inbox`).
+#[cfg(feature = "inbox")]
+pub use sqlx;
 
 /// Items the `#[on]` macro's expansion names. Not a public API.
 #[doc(hidden)]

@@ -67,6 +67,22 @@ metrics! {
     counter COMMIT_ERRORS = "spine_commit_errors_total";
     /// Times the broker became unreachable (one per outage, not per attempt).
     counter BROKER_UNREACHABLE = "spine_broker_unreachable_total";
+    /// Records a producer hook dropped. Labels: `topic` (the destination), `event`.
+    counter OUTGOING_DROPPED = "spine_outgoing_dropped_total";
+    /// Producer hooks that failed or panicked; the record was published as
+    /// given to the hook. Labels: `topic` (the destination), `event`.
+    counter OUTGOING_HOOK_ERRORS = "spine_outgoing_hook_errors_total";
+    /// Re-delivered messages the inbox skipped, their id being recorded.
+    /// Labels: `topic`.
+    counter INBOX_DUPLICATES = "spine_inbox_duplicates_total";
+    /// Inbox database operations that failed and are retried (the database
+    /// unreachable, a lock timeout). Labels: `operation`.
+    counter INBOX_ERRORS = "spine_inbox_errors_total";
+    /// Outbox rows the relay published and marked sent.
+    counter OUTBOX_PUBLISHED = "spine_outbox_published_total";
+    /// Outbox rows the broker refused for good (marked with the error).
+    /// Labels: `topic`.
+    counter OUTBOX_REFUSED = "spine_outbox_refused_total";
     /// Handler calls (or pipeline steps) that panicked. Labels: `topic`, `handler`.
     counter PANICS = "spine_handler_panics_total";
     /// Stops whose final commit the broker did not confirm in time (or that were

@@ -167,7 +167,7 @@ impl Builder {
             if publish {
                 Outbound::kafka(c)
             } else {
-                Ok(Outbound::Memory(memory))
+                Ok(Outbound::memory(memory))
             }
         })?;
         let mut cc = ClientConfig::new();

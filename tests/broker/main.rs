@@ -18,6 +18,7 @@ mod delivery;
 mod dispatch;
 mod faults;
 mod fetch;
+mod hooks;
 mod panic;
 mod park;
 mod pipeline;

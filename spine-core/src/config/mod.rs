@@ -102,10 +102,10 @@ use crate::error::Error;
 use env::with_env;
 
 pub use sections::{
-    AggregationConfig, AppConfig, AuthConfig, DeadLetterConfig, DispatchConfig, EndpointConfig,
-    ErrorEventsConfig, EventSource, HttpConfig, JwtConfig, LogFormat, OnExhausted, OrderingPolicy,
-    PipelineConfig, RequestConfig, RetryConfig, SchemaRegistryConfig, SubjectStrategy,
-    TelemetryConfig, TlsConfig, TopicConfig, UnknownEvent,
+    AggregationConfig, AppConfig, AuthConfig, ConsumerConfig, DeadLetterConfig, DispatchConfig,
+    EndpointConfig, ErrorEventsConfig, EventSource, HttpConfig, InboxConfig, InboxMode, JwtConfig,
+    LogFormat, OnExhausted, OrderingPolicy, PipelineConfig, RequestConfig, RetryConfig,
+    SchemaRegistryConfig, SubjectStrategy, TelemetryConfig, TlsConfig, TopicConfig, UnknownEvent,
 };
 
 /// The whole configuration of an app.
@@ -151,6 +151,12 @@ pub struct Config {
     /// Logs (and, with the `otel` feature, traces).
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// The database inbox and outbox (feature `inbox`).
+    #[serde(default)]
+    pub inbox: InboxConfig,
+    /// Named consumers of a binary that runs several, keyed by name.
+    #[serde(default)]
+    pub consumers: BTreeMap<String, ConsumerConfig>,
 }
 
 impl Config {
@@ -297,6 +303,20 @@ impl Config {
             .as_deref()
             .or(self.kafka.get("group.id").map(String::as_str))
             .unwrap_or(&self.app.name)
+    }
+
+    /// Makes this the configuration of the named consumer `name`: its group
+    /// and topics from `[consumers.<name>]`, the group otherwise
+    /// `<group>.<name>`.
+    pub fn for_consumer(&mut self, name: &str) {
+        let own = self.consumers.get(name).cloned().unwrap_or_default();
+        let group = own
+            .group
+            .unwrap_or_else(|| format!("{}.{name}", self.group_id()));
+        self.app.group = Some(group);
+        if let Some(topics) = own.topics {
+            self.app.topics = topics;
+        }
     }
 
     /// `kafka."bootstrap.servers"`, if set.

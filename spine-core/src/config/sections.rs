@@ -54,6 +54,82 @@ pub struct AggregationConfig {
     pub dead_letter_topic: Option<String>,
 }
 
+/// `[inbox]`: the database inbox and outbox (feature `inbox`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboxConfig {
+    /// `sqlite://spine.db` (a file, created if missing) or
+    /// `postgres://user@host/db`. Off when unset.
+    pub url: Option<String>,
+    /// `dedupe` (handle at once, drop re-deliveries) or `queue` (store, then
+    /// handle from the table).
+    pub mode: InboxMode,
+    /// Database connections (SQLite: always 1, its writers take turns).
+    pub max_connections: u32,
+    /// Outbox rows the relay publishes per round.
+    pub relay_batch: usize,
+    /// How often the relay looks for rows another process (or a crash) left.
+    #[serde(with = "duration")]
+    pub relay_interval: Duration,
+    /// Queue mode: rows handled at once.
+    pub workers: usize,
+    /// Queue mode: attempts of a row before it is `dead`.
+    pub max_attempts: u32,
+    /// Queue mode: the first retry's delay; doubled per attempt.
+    #[serde(with = "duration")]
+    pub backoff: Duration,
+    /// Queue mode: the longest delay between attempts.
+    #[serde(with = "duration")]
+    pub max_backoff: Duration,
+    /// Queue mode: how long a claimed row stays claimed by a worker that
+    /// stopped answering (a crash) before another takes it.
+    #[serde(with = "duration")]
+    pub lease: Duration,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        InboxConfig {
+            url: None,
+            mode: InboxMode::Dedupe,
+            max_connections: 8,
+            relay_batch: 500,
+            relay_interval: Duration::from_secs(1),
+            workers: 8,
+            max_attempts: 5,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[inbox] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum InboxMode {
+    /// Handle each message at once; record its id with its outcome, in one
+    /// transaction, and skip a message whose id is recorded.
+    Dedupe,
+    /// Store each message as `pending` and commit its offset; workers handle
+    /// the rows, retry failures with backoff, and mark them `processed`,
+    /// `error` or `dead`.
+    Queue,
+}
+
+/// `[consumers.<name>]`: settings of one named consumer of a binary that
+/// runs several (`spine::run_many`). What it leaves unset comes from `[app]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerConfig {
+    /// Its consumer group. Default: the app's group followed by `.<name>`,
+    /// so that two consumers of one binary never share a group by accident.
+    pub group: Option<String>,
+    /// Topics it subscribes besides its handlers' own (replaces `[app] topics`).
+    pub topics: Option<Vec<String>>,
+}
+
 /// `[app]`: the service's identity.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -660,7 +660,10 @@ impl Loop<'_> {
         }
         shared.before(&rec, topic, event.as_deref(), route);
         let span = message_span(&rec, topic, event.as_deref(), route);
-        let resume = match route.and_then(|r| r.single().map(|h| (r, h))) {
+        let resume = match route
+            .and_then(|r| r.single().map(|h| (r, h)))
+            .filter(|_| !inbox_on(shared))
+        {
             None => Resume::Fresh,
             Some((route, h)) => {
                 let _entered = span.enter();
@@ -835,9 +838,7 @@ impl Loop<'_> {
         let detached = rec.detach();
         let event = event.map(Cow::into_owned);
         let park = self.park_watch(topic_idx, ticket);
-        let fut = shared
-            .clone()
-            .handle(detached, topic_idx, event, resume, park);
+        let fut = handle(shared.clone(), detached, topic_idx, event, resume, park);
         self.running
             .push(Box::pin(fut.instrument(span).map(move |d| (ticket, d))));
     }
@@ -932,7 +933,7 @@ impl Loop<'_> {
             let span = message_span(&rec, topic, w.event.as_deref(), route);
             let ticket = w.ticket;
             let park = self.park_watch(w.topic_idx, ticket);
-            let fut = shared.handle(w.msg, w.topic_idx, w.event, Resume::Fresh, park);
+            let fut = handle(shared, w.msg, w.topic_idx, w.event, Resume::Fresh, park);
             self.running
                 .push(Box::pin(fut.instrument(span).map(move |d| (ticket, d))));
             return;
@@ -1133,6 +1134,37 @@ fn first_handler(
 ) -> Option<Cow<'static, str>> {
     let route = shared.table.topic(topic_idx).route(event)?;
     route.handlers.first().map(|h| h.name.clone())
+}
+
+/// Whether the inbox handles this app's messages (then none takes the
+/// fast path: each needs its transaction).
+#[inline]
+fn inbox_on(_shared: &Shared) -> bool {
+    #[cfg(feature = "inbox")]
+    return crate::inbox::enabled(_shared);
+    #[cfg(not(feature = "inbox"))]
+    false
+}
+
+/// The slow path's handling of a message: through the inbox when it is on.
+fn handle(
+    shared: Arc<Shared>,
+    msg: rdkafka::message::OwnedMessage,
+    topic_idx: usize,
+    event: Option<String>,
+    resume: Resume,
+    park: Option<Box<dyn crate::dispatch::park::ParkWatch>>,
+) -> impl Future<Output = Unsettled> + Send + 'static {
+    #[cfg(feature = "inbox")]
+    {
+        use futures::future::Either;
+        if crate::inbox::enabled(&shared) {
+            return Either::Left(crate::inbox::handle(shared, msg, topic_idx, event, park));
+        }
+        Either::Right(shared.handle(msg, topic_idx, event, resume, park))
+    }
+    #[cfg(not(feature = "inbox"))]
+    shared.handle(msg, topic_idx, event, resume, park)
 }
 
 /// The first attempt of a message on the fast path.

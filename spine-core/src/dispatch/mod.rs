@@ -71,6 +71,9 @@ pub(crate) struct Shared {
     pub(crate) status: Arc<crate::status::Status>,
     /// Whether handler durations are measured (`[http]` is on).
     pub(crate) timed: bool,
+    /// The inbox's database, opened when the app starts (`[inbox] url`).
+    #[cfg(feature = "inbox")]
+    pub(crate) outbox: tokio::sync::OnceCell<Arc<crate::outbound::outbox::Outbox>>,
 }
 
 impl Shared {
@@ -278,6 +281,8 @@ impl Shared {
                     }
                     Some(Resume::Finished { .. }) => unreachable!("handled above"),
                     Some(Resume::Fresh) | None => {
+                        #[cfg(feature = "inbox")]
+                        crate::outbound::outbox::attempt_starts();
                         let mut scope = Scope::new(&rec, topic, event, &self);
                         scope.decoded = payload.map(|d| (d.value(), h.value_decoder));
                         let started = h.start(&mut scope);
@@ -563,6 +568,8 @@ impl Shared {
         let event = topic.event_or(rec, event);
         let event = event.as_deref();
         for f in &out.failures {
+            #[cfg(feature = "inbox")]
+            crate::outbound::outbox::message_failed(&f.failure.message);
             metrics::counter!(
                 m::DEAD_LETTERED,
                 "topic" => topic.topic.to_string(),

@@ -465,7 +465,7 @@ impl Context {
             .await
             .map_err(|e| RequestError::Encode(e.to_string()))?;
         rec.kind = SentKind::Request;
-        if matches!(self.shared.outbound, crate::outbound::Outbound::Memory(_)) {
+        if self.shared.outbound.is_memory() {
             // TestApp (or a replay that does not publish): a stub answers, if any.
             let request = rec.payload.clone().unwrap_or_default();
             let answer = {

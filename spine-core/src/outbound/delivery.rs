@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::DeliveryFuture;
 
-use super::{OutRecord, Outbound, SentKind};
+use super::{OutRecord, Outbound, SentKind, Sink};
 use crate::metrics as m;
 
 /// A record handed to the producer, not yet acknowledged.
@@ -174,16 +174,16 @@ impl Outbound {
                 out.retries += 1;
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
-                delivery = self.enqueue(rec);
+                delivery = self.send(rec);
             }
         }
         out
     }
 
     fn warnings(&self) -> Option<&Warnings> {
-        match self {
-            Outbound::Kafka(p) => Some(&p.warnings),
-            Outbound::Memory(_) => None,
+        match &self.sink {
+            Sink::Kafka(p) => Some(&p.warnings),
+            Sink::Memory(_) => None,
         }
     }
 

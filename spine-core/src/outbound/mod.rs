@@ -4,7 +4,9 @@
 //! message's offset is committed only after what it published is acknowledged.
 //!
 //! `delivery`: waiting for acknowledgements, and which refusals are retried
-//! and which fail the message.
+//! and which fail the message. `hooks`: the user's producer hooks, which see
+//! each record before it is handed over. `outbox` (feature `inbox`): what a
+//! message publishes, kept with its transaction, and the relay.
 
 use std::sync::{Arc, OnceLock};
 
@@ -18,8 +20,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 mod delivery;
+mod hooks;
+#[cfg(feature = "inbox")]
+pub(crate) mod outbox;
 
 pub(crate) use delivery::Delivery;
+pub use hooks::OutgoingResult;
+pub(crate) use hooks::{HookList, Hooks};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -90,6 +97,19 @@ impl Sent {
     /// Decodes the JSON payload.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(self.payload.as_deref().unwrap_or(b"null"))
+    }
+
+    /// Replaces the payload with `value` as JSON (for a producer hook that
+    /// transforms what is published).
+    pub fn set_json<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), serde_json::Error> {
+        self.payload = Some(serde_json::to_vec(value)?);
+        Ok(())
+    }
+
+    /// Sets header `name` to `value`, replacing any it had.
+    pub fn set_header(&mut self, name: &str, value: impl Into<Vec<u8>>) {
+        self.headers.retain(|(k, _)| k != name);
+        self.headers.push((name.to_owned(), value.into()));
     }
 }
 
@@ -175,6 +195,16 @@ impl OutRecord {
         }
     }
 
+    fn from_sent(s: Sent) -> OutRecord {
+        OutRecord {
+            kind: s.kind,
+            topic: s.topic,
+            key: s.key,
+            payload: s.payload,
+            headers: s.headers,
+        }
+    }
+
     fn into_sent(self) -> Sent {
         Sent {
             kind: self.kind,
@@ -186,9 +216,16 @@ impl OutRecord {
     }
 }
 
-/// Where published records go.
+/// Where published records go, and the hooks they pass first.
 #[derive(Clone)]
-pub(crate) enum Outbound {
+pub(crate) struct Outbound {
+    pub(crate) sink: Sink,
+    hooks: Hooks,
+}
+
+/// The producer, or (under [`crate::testing::TestApp`] and dry replays) a list.
+#[derive(Clone)]
+pub(crate) enum Sink {
     Kafka(Arc<LazyProducer>),
     Memory(Arc<Mutex<Vec<Sent>>>),
 }
@@ -228,22 +265,64 @@ pub(crate) fn producer_config(config: &Config) -> Result<ClientConfig, Error> {
 impl Outbound {
     /// A producer configured from `[kafka]`, validated now, created on first use.
     pub(crate) fn kafka(config: &Config) -> Result<Outbound, Error> {
-        Ok(Outbound::Kafka(Arc::new(LazyProducer {
-            config: producer_config(config)?,
-            producer: OnceLock::new(),
-            warnings: Default::default(),
-        })))
+        Ok(Outbound {
+            sink: Sink::Kafka(Arc::new(LazyProducer {
+                config: producer_config(config)?,
+                producer: OnceLock::new(),
+                warnings: Default::default(),
+            })),
+            hooks: Hooks::default(),
+        })
     }
 
-    /// Hands a record to the producer. Never blocks: a full producer queue is
-    /// retried when the delivery is settled.
+    /// Records kept in `sink` instead of published.
+    pub(crate) fn memory(sink: Arc<Mutex<Vec<Sent>>>) -> Outbound {
+        Outbound {
+            sink: Sink::Memory(sink),
+            hooks: Hooks::default(),
+        }
+    }
+
+    /// The same destination, with the app's producer hooks in front.
+    pub(crate) fn with_hooks(self, hooks: Hooks) -> Outbound {
+        Outbound { hooks, ..self }
+    }
+
+    /// Whether records are kept in memory rather than published.
+    pub(crate) fn is_memory(&self) -> bool {
+        matches!(self.sink, Sink::Memory(_))
+    }
+
+    /// Runs the producer hooks over a record, then hands it to the producer.
+    /// Never blocks: a full producer queue is retried when the delivery is
+    /// settled. A record a hook dropped is done.
     pub(crate) fn enqueue(&self, rec: OutRecord) -> Delivery {
-        match self {
-            Outbound::Memory(sink) => {
+        let rec = if self.hooks.is_empty() {
+            rec
+        } else {
+            match self.hooks.apply(rec) {
+                Some(rec) => rec,
+                None => return Delivery::Done,
+            }
+        };
+        // Under the inbox, kept with the message's transaction; the relay
+        // publishes it once that commits.
+        #[cfg(feature = "inbox")]
+        let rec = match outbox::divert(rec) {
+            Ok(()) => return Delivery::Done,
+            Err(rec) => rec,
+        };
+        self.send(rec)
+    }
+
+    /// Hands a record to the producer as it is (a re-send skips the hooks).
+    fn send(&self, rec: OutRecord) -> Delivery {
+        match &self.sink {
+            Sink::Memory(sink) => {
                 sink.lock().push(rec.into_sent());
                 Delivery::Done
             }
-            Outbound::Kafka(lazy) => {
+            Sink::Kafka(lazy) => {
                 let kind = rec.kind;
                 let producer = match lazy.get() {
                     Ok(p) => p,

@@ -129,7 +129,7 @@ impl TestApp {
         let sink = Arc::new(Mutex::new(Vec::new()));
         let memory = sink.clone();
         let shared =
-            builder.build_shared(config, move |_: &Config| Ok(Outbound::Memory(memory)))?;
+            builder.build_shared(config, move |_: &Config| Ok(Outbound::memory(memory)))?;
         Ok(TestApp {
             shared,
             sink,

@@ -3,11 +3,14 @@
 //! - `meta`: [`Meta`] (where the message came from) and [`Raw`] (its bytes);
 //! - `state`: [`State`] (shared application state) and the app's [`States`];
 //! - `context`: [`Context`] (publish from inside a handler); its request half
-//!   lives with request-reply, in `dispatch::request`.
+//!   lives with request-reply, in `dispatch::request`;
+//! - `tx`: [`Tx`] (the inbox's transaction, feature `inbox`).
 
 mod context;
 mod meta;
 mod state;
+#[cfg(feature = "inbox")]
+mod tx;
 
 use std::sync::Arc;
 
@@ -20,6 +23,8 @@ pub(crate) use context::EmitLog;
 pub use context::{Context, EmitError};
 pub use meta::{Meta, Raw, Transport};
 pub use state::{State, States};
+#[cfg(feature = "inbox")]
+pub use tx::{Tx, TxConn};
 
 /// The message an extractor is built from.
 pub struct Scope<'a> {

@@ -1,0 +1,154 @@
+//! The inbox's schema, created and migrated at startup.
+//!
+//! Written by hand rather than with `sqlx::migrate!`: sqlx's migrator keeps
+//! its history in `_sqlx_migrations`, a table the application's own sqlx
+//! migrations use too when they share the database, and each would then
+//! refuse the other's versions as unknown. Spine's history lives in
+//! `spine_migrations`, with one statement list per dialect.
+
+use sqlx::{AnyPool, Row};
+
+/// (version, what it does, SQLite statements, PostgreSQL statements).
+type Migration = (
+    i64,
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+const MIGRATIONS: &[Migration] = &[(
+    1,
+    "inbox and outbox tables",
+    &[
+        "CREATE TABLE spine_inbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            consumer TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            kafka_partition INTEGER NOT NULL,
+            kafka_offset BIGINT NOT NULL,
+            msg_key BLOB,
+            event TEXT,
+            headers TEXT,
+            payload BLOB,
+            attempts BIGINT NOT NULL DEFAULT 0,
+            last_error TEXT,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            next_attempt_at BIGINT,
+            lease_until BIGINT,
+            UNIQUE (consumer, message_id)
+        )",
+        "CREATE INDEX spine_inbox_due ON spine_inbox (status, next_attempt_at)",
+        "CREATE TABLE spine_outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            msg_key BLOB,
+            headers TEXT NOT NULL,
+            payload BLOB,
+            created_at BIGINT NOT NULL,
+            sent_at BIGINT,
+            error TEXT
+        )",
+        "CREATE INDEX spine_outbox_unsent ON spine_outbox (id) WHERE sent_at IS NULL",
+    ],
+    &[
+        "CREATE TABLE spine_inbox (
+            id BIGSERIAL PRIMARY KEY,
+            consumer TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            kafka_partition INTEGER NOT NULL,
+            kafka_offset BIGINT NOT NULL,
+            msg_key BYTEA,
+            event TEXT,
+            headers TEXT,
+            payload BYTEA,
+            attempts BIGINT NOT NULL DEFAULT 0,
+            last_error TEXT,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            next_attempt_at BIGINT,
+            lease_until BIGINT,
+            UNIQUE (consumer, message_id)
+        )",
+        "CREATE INDEX spine_inbox_due ON spine_inbox (status, next_attempt_at)",
+        "CREATE TABLE spine_outbox (
+            id BIGSERIAL PRIMARY KEY,
+            kind TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            msg_key BYTEA,
+            headers TEXT NOT NULL,
+            payload BYTEA,
+            created_at BIGINT NOT NULL,
+            sent_at BIGINT,
+            error TEXT
+        )",
+        "CREATE INDEX spine_outbox_unsent ON spine_outbox (id) WHERE sent_at IS NULL",
+    ],
+)];
+
+/// Applies the migrations the database has not seen, each in a transaction
+/// of its own. On PostgreSQL an advisory lock keeps two instances starting
+/// together from both applying one.
+pub(super) async fn run(pool: &AnyPool, postgres: bool) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    if postgres {
+        // Any number will do, as long as it is Spine's own: "spine" in ASCII.
+        sqlx::query("SELECT pg_advisory_lock(495350746981)")
+            .execute(&mut *conn)
+            .await?;
+    }
+    let result = apply(postgres, &mut conn).await;
+    if postgres {
+        sqlx::query("SELECT pg_advisory_unlock(495350746981)")
+            .execute(&mut *conn)
+            .await?;
+    }
+    result
+}
+
+async fn apply(postgres: bool, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS spine_migrations (
+            version BIGINT PRIMARY KEY,
+            description TEXT NOT NULL,
+            applied_at BIGINT NOT NULL
+        )",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM spine_migrations")
+        .fetch_one(&mut *conn)
+        .await?;
+    let current: i64 = row.try_get("v")?;
+    for (version, description, sqlite, pg) in MIGRATIONS {
+        if *version <= current {
+            continue;
+        }
+        let statements = if postgres { pg } else { sqlite };
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        for s in statements.iter() {
+            sqlx::query(s).execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "INSERT INTO spine_migrations (version, description, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(*version)
+        .bind(*description)
+        .bind(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, description, "inbox database migrated");
+    }
+    Ok(())
+}
