@@ -4,6 +4,11 @@
 //! case as a crate, which takes a while and needs nothing else.
 
 #[test]
+#[cfg_attr(
+    feature = "inbox",
+    ignore = "the expected compiler output lists the extractors of the default build, and the \
+              inbox feature adds `Tx`; scripts/test runs this test again without the feature"
+)]
 fn on_attribute() {
     let t = trybuild::TestCases::new();
     t.pass("tests/ui/pass/*.rs");
