@@ -14,7 +14,13 @@
 //! ```
 //!
 //! It reads `order.placed` on the topics of `[app] topics` and replies to
-//! `<topic>.accepted`.
+//! `<topic>.accepted`. With `[inbox] mode = "queue"` it stores each order
+//! first and handles it from the table; `inbox list|show|retry|purge` show
+//! and manage the rows:
+//!
+//! ```sh
+//! cargo run --example orders_inbox --features inbox -- inbox list --status dead
+//! ```
 
 use spine::prelude::*;
 use spine::sqlx;
@@ -47,8 +53,16 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS accepted_orders (
     amount_cents BIGINT NOT NULL
 )";
 
+/// Accepts an order: one row, one reply. An order with a negative amount
+/// fails (and, after the retries, is dead-lettered); its row is rolled back.
 #[on(event = "order.placed")]
 async fn accept(order: OrderPlaced, meta: Meta, tx: Tx) -> Result<Reply, HandlerError> {
+    if order.amount_cents < 0 {
+        return Err(HandlerError::msg(format!(
+            "order {} has a negative amount ({} cents)",
+            order.order_id, order.amount_cents
+        )));
+    }
     let mut db = tx.conn().await?;
     sqlx::query(
         "INSERT INTO accepted_orders (order_id, customer, amount_cents) VALUES ($1, $2, $3)",
@@ -78,9 +92,15 @@ async fn create_table(url: &str) -> Result<(), sqlx::Error> {
         url.to_owned()
     };
     let pool = sqlx::AnyPool::connect(&url).await?;
-    sqlx::query(CREATE).execute(&pool).await?;
+    // Two processes starting at once (the service and its `inbox` command)
+    // may race on PostgreSQL's catalog; the loser finds the table made.
+    let mut created = sqlx::query(CREATE).execute(&pool).await;
+    if created.is_err() {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        created = sqlx::query(CREATE).execute(&pool).await;
+    }
     pool.close().await;
-    Ok(())
+    created.map(|_| ())
 }
 
 #[tokio::main]

@@ -55,6 +55,13 @@ enum ServiceCommand {
         after_help = "Examples:\n  my-service replay --group my-service-replay --from 2026-11-24T09:00:00Z --until 2026-11-24T10:00:00Z --dry-run\n  my-service replay --group my-service-replay --from earliest --publish"
     )]
     Replay(ReplayArgs),
+    /// The database inbox's rows (`[inbox] url`): list, show, retry, purge.
+    #[cfg(feature = "inbox")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  my-service inbox list --status error --limit 20\n  my-service inbox show 42\n  my-service inbox retry 42\n  my-service inbox retry --status dead\n  my-service inbox purge --older-than 7d"
+    )]
+    Inbox(InboxCommand),
     /// Prints an AsyncAPI 3.0 document (JSON) of the service.
     #[command(after_help = "Example:\n  my-service asyncapi > asyncapi.json")]
     Asyncapi,
@@ -98,6 +105,47 @@ struct ReplayArgs {
     /// Only this topic (repeatable; default: every topic the service handles).
     #[arg(long)]
     topic: Vec<String>,
+}
+
+#[cfg(feature = "inbox")]
+#[derive(Debug, Subcommand)]
+enum InboxCommand {
+    /// Rows, newest first: status, attempts, last error, where the message came from.
+    #[command(after_help = "Example:\n  my-service inbox list --status error --limit 20")]
+    List {
+        /// Only rows of this status: pending, error, dead, processed.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// One row, with its message's headers and payload.
+    #[command(after_help = "Example:\n  my-service inbox show 42")]
+    Show {
+        /// The row's id (first column of `inbox list`).
+        id: i64,
+    },
+    /// Makes a row, or every row of a status, due now; a dead row gets its
+    /// attempts back. The service's workers (queue mode) take them.
+    #[command(
+        after_help = "Examples:\n  my-service inbox retry 42\n  my-service inbox retry --status dead"
+    )]
+    Retry {
+        /// The row's id.
+        #[arg(required_unless_present = "status")]
+        id: Option<i64>,
+        /// Every row of this status (error or dead).
+        #[arg(long, conflicts_with = "id")]
+        status: Option<String>,
+    },
+    /// Deletes processed and dead rows, and sent outbox rows, older than a duration.
+    #[command(after_help = "Example:\n  my-service inbox purge --older-than 7d")]
+    Purge {
+        /// How old: 7d, 12h, 30m.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        older_than: std::time::Duration,
+    },
 }
 
 #[cfg(feature = "avro")]
@@ -334,6 +382,8 @@ async fn single(command: ServiceCommand, builder: Builder) -> CliResult {
             check(builder, registry).await
         }
         ServiceCommand::Replay(args) => replay(builder, args).await,
+        #[cfg(feature = "inbox")]
+        ServiceCommand::Inbox(command) => inbox(builder, command).await,
         ServiceCommand::Asyncapi => builder
             .describe()
             .map(|(c, r)| {
@@ -491,6 +541,142 @@ async fn replay(builder: Builder, args: ReplayArgs) -> CliResult {
         "Replayed {} of {total} message(s); {what}. The live group's offsets were not touched.",
         report.messages
     );
+    Ok(())
+}
+
+/// `7d`, `12h`, `30m`, `90s`.
+#[cfg(feature = "inbox")]
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}`: write a number and a unit, as in 7d, 12h, 30m or 90s"))?;
+    let secs = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(format!("`{s}`: the unit is d, h, m or s (as in 7d)")),
+    };
+    Ok(std::time::Duration::from_secs(n * secs))
+}
+
+/// A time stored as milliseconds since the epoch, as RFC 3339 (seconds).
+#[cfg(feature = "inbox")]
+fn time_ms(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(feature = "inbox")]
+async fn inbox(builder: Builder, command: InboxCommand) -> CliResult {
+    use spine_kafka_core::inbox::Inbox;
+    // The configuration only: the inbox's rows need no topics or handlers.
+    let mut config = None;
+    let _ = builder.configure(|c| config = Some(c.clone()))?;
+    let config = config.expect("configure calls back");
+    let inbox = Inbox::open(&config).await?;
+    match command {
+        InboxCommand::List { status, limit } => {
+            let rows = inbox.list(status.as_deref(), limit).await?;
+            let mut t = table(&[
+                "id",
+                "status",
+                "attempts",
+                "topic",
+                "partition",
+                "offset",
+                "key",
+                "event",
+                "last error",
+                "created",
+                "updated",
+            ]);
+            for r in &rows {
+                t.add_row(vec![
+                    r.id.to_string(),
+                    r.status.clone(),
+                    r.attempts.to_string(),
+                    r.topic.clone(),
+                    r.partition.to_string(),
+                    r.offset.to_string(),
+                    r.key.clone().unwrap_or_default(),
+                    r.event.clone().unwrap_or_default(),
+                    r.last_error.clone().unwrap_or_default(),
+                    time_ms(r.created_at),
+                    time_ms(r.updated_at),
+                ]);
+            }
+            println!("{t}");
+            let counts = inbox.counts().await?;
+            let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            println!(
+                "{} row(s) shown; in all: {}",
+                rows.len(),
+                summary.join(", ")
+            );
+        }
+        InboxCommand::Show { id } => {
+            let Some(e) = inbox.get(id).await? else {
+                return Err(format!("no inbox row {id}; `inbox list` shows the ids").into());
+            };
+            let r = &e.row;
+            let mut t = table(&["field", "value"]);
+            let next = r.next_attempt_at.map(time_ms).unwrap_or_default();
+            for (k, v) in [
+                ("id", r.id.to_string()),
+                ("status", r.status.clone()),
+                ("attempts", r.attempts.to_string()),
+                ("last error", r.last_error.clone().unwrap_or_default()),
+                ("consumer group", r.consumer.clone()),
+                ("message id", r.message_id.clone()),
+                ("topic", r.topic.clone()),
+                ("partition", r.partition.to_string()),
+                ("offset", r.offset.to_string()),
+                ("key", r.key.clone().unwrap_or_default()),
+                ("event", r.event.clone().unwrap_or_default()),
+                ("created", time_ms(r.created_at)),
+                ("updated", time_ms(r.updated_at)),
+                ("next attempt", next),
+            ] {
+                t.add_row(vec![k.to_owned(), v]);
+            }
+            for (k, v) in &e.headers {
+                t.add_row(vec![
+                    format!("header {k}"),
+                    String::from_utf8_lossy(v).into_owned(),
+                ]);
+            }
+            let payload = e
+                .payload
+                .as_deref()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_else(|| "(not kept: dedupe mode keeps only the id)".to_owned());
+            t.add_row(vec!["payload".to_owned(), payload]);
+            println!("{t}");
+        }
+        InboxCommand::Retry { id, status } => {
+            let n = inbox.retry(id, status.as_deref()).await?;
+            let mut t = table(&["retried", "what"]);
+            let what = match (id, &status) {
+                (Some(id), _) => format!("row {id}"),
+                (None, Some(s)) => format!("rows with status {s}"),
+                (None, None) => String::new(),
+            };
+            t.add_row(vec![n.to_string(), what]);
+            println!("{t}");
+            if n == 0 {
+                return Err("nothing to retry: no such row, or it is processed".into());
+            }
+        }
+        InboxCommand::Purge { older_than } => {
+            let (rows, outbox) = inbox.purge(older_than).await?;
+            let mut t = table(&["deleted", "from"]);
+            t.add_row(vec![rows.to_string(), "inbox (processed, dead)".to_owned()]);
+            t.add_row(vec![outbox.to_string(), "outbox (sent)".to_owned()]);
+            println!("{t}");
+        }
+    }
     Ok(())
 }
 

@@ -52,7 +52,7 @@ pub use spine_kafka_macros::{on, pipeline};
 /// The database inbox and outbox (feature `inbox`): [`Tx`], the transaction
 /// a handler writes its rows in, and sqlx for its queries.
 #[cfg(feature = "inbox")]
-pub use spine_kafka_core::{sqlx, Tx, TxConn};
+pub use spine_kafka_core::{inbox, sqlx, Tx, TxConn};
 
 /// JSON Schema, for the payloads and replies of handlers served over HTTP
 /// (`#[on(http = "POST /orders")]`): derive [`JsonSchema`] beside
@@ -424,6 +424,9 @@ pub mod guides {
 
     #[doc = include_str!("../docs/aggregation.md")]
     pub struct Aggregation;
+
+    #[doc = include_str!("../docs/database.md")]
+    pub struct Database;
 }
 
 #[cfg(test)]

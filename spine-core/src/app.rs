@@ -205,10 +205,15 @@ impl Builder {
 
     pub(crate) fn build_shared(
         mut self,
-        config: Config,
+        mut config: Config,
         outbound: impl FnOnce(&Config) -> Result<Outbound, Error>,
     ) -> Result<Arc<Shared>, Error> {
         config.validate()?;
+        // In queue mode the inbox's scheduler retries (`[inbox] max_attempts`):
+        // a worker gives a row one attempt per claim.
+        if config.inbox.url.is_some() && config.inbox.mode == crate::config::InboxMode::Queue {
+            config.retry.attempts = 1;
+        }
         // Aggregations: their parts are routes like any handler's; completed
         // aggregates are dispatched on an internal topic each.
         let mut internal = Vec::new();

@@ -20,7 +20,7 @@ pub mod headers;
 #[cfg(feature = "http")]
 mod http;
 #[cfg(feature = "inbox")]
-mod inbox;
+pub mod inbox;
 pub mod metrics;
 pub mod middleware;
 mod outbound;

@@ -75,6 +75,11 @@ metrics! {
     /// Re-delivered messages the inbox skipped, their id being recorded.
     /// Labels: `topic`.
     counter INBOX_DUPLICATES = "spine_inbox_duplicates_total";
+    /// Queue mode: messages stored as `pending` rows. Labels: `topic`.
+    counter INBOX_QUEUED = "spine_inbox_queued_total";
+    /// Queue mode: attempts of inbox rows, by outcome (`processed`, `error`,
+    /// `dead`). Labels: `topic`, `status`.
+    counter INBOX_ATTEMPTS = "spine_inbox_attempts_total";
     /// Inbox database operations that failed and are retried (the database
     /// unreachable, a lock timeout). Labels: `operation`.
     counter INBOX_ERRORS = "spine_inbox_errors_total";

@@ -569,7 +569,10 @@ impl Shared {
         let event = event.as_deref();
         for f in &out.failures {
             #[cfg(feature = "inbox")]
-            crate::outbound::outbox::message_failed(&f.failure.message);
+            crate::outbound::outbox::message_failed(
+                &f.failure.message,
+                f.failure.retryable(self.config.retry.retry_panics),
+            );
             metrics::counter!(
                 m::DEAD_LETTERED,
                 "topic" => topic.topic.to_string(),

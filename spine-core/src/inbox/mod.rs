@@ -9,9 +9,18 @@
 //! producer's retry) is skipped and counted. The offset is done once that
 //! transaction commits; the outbox relay publishes the rest.
 //!
+//! In `queue` mode (seed 000's message log) the consumer only stores each
+//! message as a `pending` row and its offset is done once the row is durable.
+//! Workers (`queue`) claim due rows and run the same handlers under the same
+//! transaction, then mark each row `processed`, or `error` with the error and
+//! a retry time (backoff), or `dead` once `max_attempts` are spent or the
+//! failure is fatal; a dead row's dead letter goes out through the outbox.
+//!
 //! A database that cannot be reached holds the message (and, through
 //! `max_in_flight`, the fetching) and retries with backoff, counted in
 //! `spine_inbox_errors_total`: nothing is skipped.
+
+mod queue;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +53,9 @@ pub(crate) async fn start(
         .get_or_init(|| async { Outbox::new(store) })
         .await
         .clone();
+    if cfg.mode == crate::config::InboxMode::Queue {
+        tokio::spawn(queue::work(shared.clone(), outbox.clone(), stop.clone()));
+    }
     let relay = tokio::spawn(outbox::relay(
         outbox,
         shared.outbound.clone(),
@@ -80,9 +92,15 @@ pub(crate) async fn handle(
             .handle(msg, topic_idx, event, Resume::Fresh, park)
             .await;
     };
+    let queue = shared.config.inbox.mode == crate::config::InboxMode::Queue;
     let mut delay = Duration::from_millis(100);
     loop {
-        match once(&shared, &outbox, &msg, topic_idx, &event, park.take()).await {
+        let done = if queue {
+            queue::store(&shared, &outbox, &msg, topic_idx, &event).await
+        } else {
+            once(&shared, &outbox, &msg, topic_idx, &event, park.take()).await
+        };
+        match done {
             Ok(done) => return done,
             Err(e) => {
                 metrics::counter!(m::INBOX_ERRORS, "operation" => e.doing).increment(1);
@@ -124,30 +142,12 @@ async fn once(
         )
         .await;
     let (mut records, failure) = pending.take();
-    let mut tx = match (&failure, pending.take_tx().await) {
-        // A failed message's writes are not kept; its dead letter is.
-        (None, Some(tx)) => tx,
-        _ => outbox
-            .store
-            .pool
-            .begin()
-            .await
-            .map_err(|source| StoreError {
-                doing: "beginning the inbox transaction",
-                source,
-            })?,
-    };
+    let mut tx = transaction(outbox, &pending, failure.is_none()).await?;
     if failure.is_some() {
-        records.retain(|r| {
-            matches!(
-                r.kind,
-                crate::SentKind::DeadLetter | crate::SentKind::ErrorEvent
-            )
-        });
+        only_dead_letters(&mut records);
     }
-    let event_name = event
-        .clone()
-        .or_else(|| rec.header_str(crate::headers::CE_TYPE).map(str::to_owned));
+    let failure = failure.map(|f| f.message);
+    let event_name = event_of(&rec, event);
     let row = NewInboxRow {
         consumer,
         message_id: &id,
@@ -184,7 +184,49 @@ async fn once(
     Ok(unsettled)
 }
 
-fn duplicate(shared: &Shared, rec: &Record<'_>, id: &str) {
+/// The transaction a message's outcome is written in: the handler's, if it
+/// opened one and its writes are kept, else a new one (a failed attempt's
+/// writes are dropped, which rolls them back).
+pub(super) async fn transaction(
+    outbox: &Outbox,
+    pending: &Pending,
+    keep: bool,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    match pending.take_tx().await {
+        Some(tx) if keep => return Ok(tx),
+        // Rolled back, and its connection released, before a new one is
+        // asked for: SQLite's pool has one connection, which this one holds.
+        rolled_back => drop(rolled_back),
+    }
+    outbox
+        .store
+        .pool
+        .begin()
+        .await
+        .map_err(|source| StoreError {
+            doing: "beginning the inbox transaction",
+            source,
+        })
+}
+
+/// Keeps what a failed message publishes for good: its dead letters and error events.
+pub(super) fn only_dead_letters(records: &mut Vec<crate::outbound::OutRecord>) {
+    records.retain(|r| {
+        matches!(
+            r.kind,
+            crate::SentKind::DeadLetter | crate::SentKind::ErrorEvent
+        )
+    });
+}
+
+/// The message's event name: as routing read it, else its `ce_type`.
+pub(super) fn event_of(rec: &Record<'_>, event: &Option<String>) -> Option<String> {
+    event
+        .clone()
+        .or_else(|| rec.header_str(crate::headers::CE_TYPE).map(str::to_owned))
+}
+
+pub(super) fn duplicate(shared: &Shared, rec: &Record<'_>, id: &str) {
     metrics::counter!(m::INBOX_DUPLICATES, "topic" => rec.topic.to_owned()).increment(1);
     shared.stats.skipped();
     tracing::debug!(
@@ -194,4 +236,83 @@ fn duplicate(shared: &Shared, rec: &Record<'_>, id: &str) {
         message_id = id,
         "already in the inbox; skipped"
     );
+}
+
+pub use crate::store::InboxRow;
+
+/// The inbox's rows, for operators: what a service's `inbox` command lists,
+/// shows, retries and purges. Opens (and migrates) `[inbox] url`.
+pub struct Inbox {
+    store: Store,
+}
+
+/// One inbox row with its stored message (queue mode keeps it).
+#[derive(Debug, Clone)]
+pub struct InboxEntry {
+    /// The row.
+    pub row: InboxRow,
+    /// The message's headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The message's payload.
+    pub payload: Option<Vec<u8>>,
+}
+
+fn store_error(e: StoreError) -> Error {
+    Error::Store(e.to_string())
+}
+
+impl Inbox {
+    /// Opens the database of `config`'s `[inbox] url`.
+    pub async fn open(config: &crate::Config) -> Result<Inbox, Error> {
+        let url = config.inbox.url.as_deref().ok_or_else(|| {
+            Error::config(
+                "inbox.url",
+                "not set: the service has no inbox (set [inbox] url, or SPINE_INBOX__URL)",
+            )
+        })?;
+        Ok(Inbox {
+            store: Store::open(url, 2).await?,
+        })
+    }
+
+    /// Rows, newest first, optionally of one status (`pending`, `error`,
+    /// `dead`, `processed`).
+    pub async fn list(&self, status: Option<&str>, limit: i64) -> Result<Vec<InboxRow>, Error> {
+        self.store.list(status, limit).await.map_err(store_error)
+    }
+
+    /// One row and its message.
+    pub async fn get(&self, id: i64) -> Result<Option<InboxEntry>, Error> {
+        let Some(row) = self.store.get(id).await.map_err(store_error)? else {
+            return Ok(None);
+        };
+        let (headers, payload) = self
+            .store
+            .message(id)
+            .await
+            .map_err(store_error)?
+            .unwrap_or_default();
+        Ok(Some(InboxEntry {
+            row,
+            headers,
+            payload,
+        }))
+    }
+
+    /// Makes a row (by id) or every row of a status due now, as `pending`; a
+    /// `dead` row gets its attempts back. Returns how many rows changed.
+    pub async fn retry(&self, id: Option<i64>, status: Option<&str>) -> Result<u64, Error> {
+        self.store.retry(id, status).await.map_err(store_error)
+    }
+
+    /// Deletes `processed` and `dead` rows, and sent outbox rows, older than
+    /// `older_than`. Returns (inbox rows, outbox rows) deleted.
+    pub async fn purge(&self, older_than: Duration) -> Result<(u64, u64), Error> {
+        self.store.purge(older_than).await.map_err(store_error)
+    }
+
+    /// How many rows have each status.
+    pub async fn counts(&self) -> Result<Vec<(String, i64)>, Error> {
+        self.store.counts().await.map_err(store_error)
+    }
 }

@@ -26,6 +26,8 @@ use crate::store::{OutboxRow, Store, StoreResult};
 pub(crate) struct Outbox {
     pub(crate) store: Store,
     pub(crate) wake: Notify,
+    /// Queue mode: a row was stored; the workers look now.
+    pub(crate) queued: Notify,
 }
 
 impl Outbox {
@@ -33,6 +35,7 @@ impl Outbox {
         Arc::new(Outbox {
             store,
             wake: Notify::new(),
+            queued: Notify::new(),
         })
     }
 }
@@ -47,7 +50,15 @@ pub(crate) struct Pending {
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) tx: tokio::sync::Mutex<Option<Transaction<'static, Any>>>,
     records: Mutex<Vec<OutRecord>>,
-    failure: Mutex<Option<String>>,
+    failure: Mutex<Option<Failed>>,
+}
+
+/// How the current message failed for good.
+#[derive(Debug, Clone)]
+pub(crate) struct Failed {
+    pub(crate) message: String,
+    /// Whether a later attempt could succeed (queue mode retries it).
+    pub(crate) retryable: bool,
 }
 
 impl Pending {
@@ -66,7 +77,7 @@ impl Pending {
     }
 
     /// The records kept, and the failure the message ended with, if any.
-    pub(crate) fn take(&self) -> (Vec<OutRecord>, Option<String>) {
+    pub(crate) fn take(&self) -> (Vec<OutRecord>, Option<Failed>) {
         (
             std::mem::take(&mut *self.records.lock()),
             self.failure.lock().take(),
@@ -98,9 +109,12 @@ pub(crate) fn attempt_starts() {
 }
 
 /// The current message failed for good with `message`.
-pub(crate) fn message_failed(message: &str) {
+pub(crate) fn message_failed(message: &str, retryable: bool) {
     if let Some(p) = current() {
-        p.failure.lock().get_or_insert_with(|| message.to_owned());
+        p.failure.lock().get_or_insert_with(|| Failed {
+            message: message.to_owned(),
+            retryable,
+        });
     }
 }
 

@@ -41,6 +41,7 @@ const MIGRATIONS: &[Migration] = &[(
             UNIQUE (consumer, message_id)
         )",
         "CREATE INDEX spine_inbox_due ON spine_inbox (status, next_attempt_at)",
+        "CREATE INDEX spine_inbox_key ON spine_inbox (consumer, msg_key, id)",
         "CREATE TABLE spine_outbox (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             kind TEXT NOT NULL,
@@ -76,6 +77,7 @@ const MIGRATIONS: &[Migration] = &[(
             UNIQUE (consumer, message_id)
         )",
         "CREATE INDEX spine_inbox_due ON spine_inbox (status, next_attempt_at)",
+        "CREATE INDEX spine_inbox_key ON spine_inbox (consumer, msg_key, id)",
         "CREATE TABLE spine_outbox (
             id BIGSERIAL PRIMARY KEY,
             kind TEXT NOT NULL,
@@ -91,9 +93,11 @@ const MIGRATIONS: &[Migration] = &[(
     ],
 )];
 
-/// Applies the migrations the database has not seen, each in a transaction
-/// of its own. On PostgreSQL an advisory lock keeps two instances starting
-/// together from both applying one.
+/// Applies the migrations the database has not seen. Two instances starting
+/// together must not both apply one: on PostgreSQL an advisory lock keeps
+/// them apart (and each migration has a transaction of its own); on SQLite
+/// the whole run is one `BEGIN IMMEDIATE` transaction, which takes the
+/// database's write lock before the version is read.
 pub(super) async fn run(pool: &AnyPool, postgres: bool) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     if postgres {
@@ -101,14 +105,21 @@ pub(super) async fn run(pool: &AnyPool, postgres: bool) -> Result<(), sqlx::Erro
         sqlx::query("SELECT pg_advisory_lock(495350746981)")
             .execute(&mut *conn)
             .await?;
-    }
-    let result = apply(postgres, &mut conn).await;
-    if postgres {
+        let result = apply(postgres, &mut conn).await;
         sqlx::query("SELECT pg_advisory_unlock(495350746981)")
             .execute(&mut *conn)
             .await?;
+        return result;
     }
-    result
+    // By hand: sqlx's `begin` has no IMMEDIATE on the Any driver.
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    match apply(postgres, &mut conn).await {
+        Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()),
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
+    }
 }
 
 async fn apply(postgres: bool, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
@@ -129,26 +140,42 @@ async fn apply(postgres: bool, conn: &mut sqlx::AnyConnection) -> Result<(), sql
         if *version <= current {
             continue;
         }
-        let statements = if postgres { pg } else { sqlite };
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        if postgres {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            apply_one(&mut tx, *version, description, pg).await?;
+            tx.commit().await?;
+        } else {
+            // Inside the run's own transaction.
+            apply_one(conn, *version, description, sqlite).await?;
+        }
+        tracing::info!(version, description, "inbox database migrated");
+    }
+    Ok(())
+}
+
+async fn apply_one(
+    conn: &mut sqlx::AnyConnection,
+    version: i64,
+    description: &str,
+    statements: &[&str],
+) -> Result<(), sqlx::Error> {
+    {
         for s in statements.iter() {
-            sqlx::query(s).execute(&mut *tx).await?;
+            sqlx::query(s).execute(&mut *conn).await?;
         }
         sqlx::query(
             "INSERT INTO spine_migrations (version, description, applied_at) VALUES ($1, $2, $3)",
         )
-        .bind(*version)
-        .bind(*description)
+        .bind(version)
+        .bind(description.to_owned())
         .bind(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0),
         )
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-        tx.commit().await?;
-        tracing::info!(version, description, "inbox database migrated");
     }
     Ok(())
 }

@@ -90,9 +90,22 @@ pub(crate) struct NewInboxRow<'a> {
     pub(crate) payload: Option<&'a [u8]>,
 }
 
+/// Queue mode: a row a worker claimed, with its message.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimedRow {
+    pub(crate) id: i64,
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) headers: Vec<(String, Vec<u8>)>,
+    pub(crate) payload: Option<Vec<u8>>,
+    /// Attempts, this one included.
+    pub(crate) attempts: i64,
+}
+
 /// An inbox row as it is read.
 #[derive(Debug, Clone, serde::Serialize)]
-#[allow(dead_code)]
 pub struct InboxRow {
     /// Row id.
     pub id: i64,
@@ -298,8 +311,158 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Queue mode: claims up to `n` rows of `consumer` that are due
+    /// (`pending`, or `error` whose retry time came), unclaimed (or whose
+    /// claim lapsed), and first of their key among the unfinished, so that a
+    /// key's rows are handled in order. Each claim counts an attempt.
+    /// PostgreSQL skips rows another instance is claiming (`FOR UPDATE SKIP
+    /// LOCKED`); SQLite's writers take turns, and the lease does the rest.
+    pub(crate) async fn claim(
+        &self,
+        consumer: &str,
+        n: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedRow>> {
+        let now = now_ms();
+        let lock = match self.dialect {
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE spine_inbox SET lease_until = $1, attempts = attempts + 1, updated_at = $2 \
+             WHERE id IN (SELECT i.id FROM spine_inbox i \
+               WHERE i.consumer = $3 AND i.status IN ('pending', 'error') \
+               AND i.next_attempt_at <= $2 AND (i.lease_until IS NULL OR i.lease_until < $2) \
+               AND NOT EXISTS (SELECT 1 FROM spine_inbox o WHERE o.consumer = i.consumer \
+                 AND o.msg_key = i.msg_key AND o.id < i.id AND o.status IN ('pending', 'error')) \
+               ORDER BY i.id LIMIT $4 {lock}) \
+             RETURNING id, topic, kafka_partition, kafka_offset, msg_key, headers, payload, attempts"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now + lease.as_millis() as i64)
+            .bind(now)
+            .bind(consumer)
+            .bind(n as i64)
+            .fetch_all(&self.pool)
+            .await
+            .doing("claiming inbox rows")?;
+        let mut out: Vec<ClaimedRow> = rows
+            .iter()
+            .map(|r| {
+                let headers: Option<String> = r.try_get("headers")?;
+                Ok(ClaimedRow {
+                    id: r.try_get("id")?,
+                    topic: r.try_get("topic")?,
+                    partition: r.try_get::<i32, _>("kafka_partition")?,
+                    offset: r.try_get("kafka_offset")?,
+                    key: r.try_get("msg_key")?,
+                    headers: headers.as_deref().map(decode_headers).unwrap_or_default(),
+                    payload: r.try_get("payload")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .doing("claiming inbox rows")?;
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    /// Queue mode: ends a claimed row's attempt on `conn`, inside the
+    /// caller's transaction.
+    pub(crate) async fn settle_row(
+        conn: &mut AnyConnection,
+        id: i64,
+        status: &str,
+        last_error: Option<&str>,
+        next_attempt_at: Option<i64>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE spine_inbox SET status = $1, last_error = $2, next_attempt_at = $3, \
+             lease_until = NULL, updated_at = $4 WHERE id = $5",
+        )
+        .bind(status)
+        .bind(last_error)
+        .bind(next_attempt_at)
+        .bind(now_ms())
+        .bind(id)
+        .execute(conn)
+        .await
+        .doing("updating an inbox row")?;
+        Ok(())
+    }
+
+    /// Makes rows due now: one by id, or every row of a status. A `dead`
+    /// row starts its attempts again. Returns how many.
+    pub async fn retry(&self, id: Option<i64>, status: Option<&str>) -> StoreResult<u64> {
+        let now = now_ms();
+        let set =
+            "UPDATE spine_inbox SET status = 'pending', next_attempt_at = $1, lease_until = NULL, \
+                   updated_at = $1, attempts = CASE WHEN status = 'dead' THEN 0 ELSE attempts END";
+        let done = match (id, status) {
+            (Some(id), _) => {
+                sqlx::query(&format!(
+                    "{set} WHERE id = $2 AND status IN ('error', 'dead', 'pending')"
+                ))
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+            }
+            (None, Some(s)) => {
+                sqlx::query(&format!("{set} WHERE status = $2"))
+                    .bind(now)
+                    .bind(s.to_owned())
+                    .execute(&self.pool)
+                    .await
+            }
+            (None, None) => return Ok(0),
+        }
+        .doing("retrying inbox rows")?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes finished rows (`processed`, `dead`) and sent outbox rows last
+    /// changed before `older_than` ago. Returns (inbox rows, outbox rows).
+    pub async fn purge(&self, older_than: Duration) -> StoreResult<(u64, u64)> {
+        let before = now_ms() - older_than.as_millis() as i64;
+        let inbox = sqlx::query(
+            "DELETE FROM spine_inbox WHERE status IN ('processed', 'dead') AND updated_at < $1",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await
+        .doing("purging the inbox")?;
+        let outbox =
+            sqlx::query("DELETE FROM spine_outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await
+                .doing("purging the outbox")?;
+        Ok((inbox.rows_affected(), outbox.rows_affected()))
+    }
+
+    /// One row's stored message: its headers and payload, for `inbox show`.
+    pub async fn message(
+        &self,
+        id: i64,
+    ) -> StoreResult<Option<(Vec<(String, Vec<u8>)>, Option<Vec<u8>>)>> {
+        let row = sqlx::query("SELECT headers, payload FROM spine_inbox WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .doing("reading an inbox row")?;
+        row.map(|r| {
+            let headers: Option<String> = r.try_get("headers")?;
+            Ok((
+                headers.as_deref().map(decode_headers).unwrap_or_default(),
+                r.try_get("payload")?,
+            ))
+        })
+        .transpose()
+        .doing("reading an inbox row")
+    }
+
     /// Inbox rows, newest first, optionally of one status.
-    #[allow(dead_code)]
     pub async fn list(&self, status: Option<&str>, limit: i64) -> StoreResult<Vec<InboxRow>> {
         let rows = match status {
             Some(s) => {
@@ -328,7 +491,6 @@ impl Store {
     }
 
     /// One inbox row.
-    #[allow(dead_code)]
     pub async fn get(&self, id: i64) -> StoreResult<Option<InboxRow>> {
         let row = sqlx::query(&format!(
             "SELECT {INBOX_COLUMNS} FROM spine_inbox WHERE id = $1"
@@ -344,7 +506,6 @@ impl Store {
     }
 
     /// Counts of rows by status.
-    #[allow(dead_code)]
     pub async fn counts(&self) -> StoreResult<Vec<(String, i64)>> {
         let rows = sqlx::query(
             "SELECT status, COUNT(*) AS n FROM spine_inbox GROUP BY status ORDER BY status",
@@ -359,11 +520,9 @@ impl Store {
     }
 }
 
-#[allow(dead_code)] // read by the `inbox` commands, next
 const INBOX_COLUMNS: &str = "id, consumer, message_id, status, topic, kafka_partition, \
      kafka_offset, msg_key, event, attempts, last_error, created_at, updated_at, next_attempt_at";
 
-#[allow(dead_code)]
 fn inbox_row(r: &AnyRow) -> Result<InboxRow, sqlx::Error> {
     let key: Option<Vec<u8>> = r.try_get("msg_key")?;
     Ok(InboxRow {
