@@ -408,7 +408,9 @@ type CliResult = Result<(), Box<dyn std::error::Error>>;
 const UNCOMMITTED: u8 = 3;
 
 /// Builds every chosen app, then runs them together until SIGINT or SIGTERM.
-/// One that fails stops the others; the first error is the command's.
+/// One that fails stops the others; the first error is the command's. An
+/// app with `[app] config_source` runs under its supervisor, which builds it
+/// from its row (and again when the row changes).
 async fn run_apps(chosen: Vec<Named>, args: RunArgs) -> CliResult {
     use tracing::Instrument;
     let several = chosen.len() > 1;
@@ -420,11 +422,22 @@ async fn run_apps(chosen: Vec<Named>, args: RunArgs) -> CliResult {
             // and probes; the others' would collide on its port.
             builder = builder.configure(|c| c.http.listen = None)?;
         }
-        let app = builder.build().map_err(|e| match &name {
+        let in_consumer = |e: spine_kafka_core::Error| match &name {
             Some(n) => format!("consumer `{n}`: {e}").into(),
             None => Box::<dyn std::error::Error>::from(e),
-        })?;
-        apps.push((name, app));
+        };
+        #[cfg(feature = "config-db")]
+        let builder = match spine_kafka_core::settings::Supervised::new(builder, name.as_deref())
+            .map_err(in_consumer)?
+        {
+            Ok(supervised) => {
+                apps.push((name, Runnable::Supervised(Box::new(supervised))));
+                continue;
+            }
+            Err(builder) => builder,
+        };
+        let app = builder.build().map_err(in_consumer)?;
+        apps.push((name, Runnable::App(app)));
     }
     let stops: Vec<_> = apps.iter().map(|(_, a)| a.shutdown_handle()).collect();
     let mut running = tokio::task::JoinSet::new();
@@ -450,6 +463,31 @@ async fn run_apps(chosen: Vec<Named>, args: RunArgs) -> CliResult {
     }
     crate::shutdown_tracing();
     first.map_or(Ok(()), Err)
+}
+
+/// An app to run: built, or built by its supervisor from its settings row.
+enum Runnable {
+    App(spine_kafka_core::App),
+    #[cfg(feature = "config-db")]
+    Supervised(Box<spine_kafka_core::settings::Supervised>),
+}
+
+impl Runnable {
+    fn shutdown_handle(&self) -> spine_kafka_core::Shutdown {
+        match self {
+            Runnable::App(a) => a.shutdown_handle(),
+            #[cfg(feature = "config-db")]
+            Runnable::Supervised(s) => s.shutdown_handle(),
+        }
+    }
+
+    async fn run(self) -> Result<(), spine_kafka_core::Error> {
+        match self {
+            Runnable::App(a) => a.run().await,
+            #[cfg(feature = "config-db")]
+            Runnable::Supervised(s) => s.run().await,
+        }
+    }
 }
 
 /// Prints the named consumers: group, topics, handlers.

@@ -49,10 +49,20 @@ pub use spine_kafka_core::{
 };
 pub use spine_kafka_macros::{on, pipeline};
 
+/// sqlx, for queries of the handlers' own (feature `inbox` or `config-db`).
+#[cfg(any(feature = "inbox", feature = "config-db"))]
+pub use spine_kafka_core::sqlx;
 /// The database inbox and outbox (feature `inbox`): [`Tx`], the transaction
 /// a handler writes its rows in, and sqlx for its queries.
 #[cfg(feature = "inbox")]
-pub use spine_kafka_core::{inbox, sqlx, Tx, TxConn};
+pub use spine_kafka_core::{inbox, Tx, TxConn};
+
+/// Consumer settings held in a database (feature `config-db`, `[app]
+/// config_source`): [`Settings`], the row's metadata and output topics as
+/// handlers see them, and [`settings`], the table and the supervisor that
+/// applies its changes while the service runs.
+#[cfg(feature = "config-db")]
+pub use spine_kafka_core::{settings, Settings};
 
 /// JSON Schema, for the payloads and replies of handlers served over HTTP
 /// (`#[on(http = "POST /orders")]`): derive [`JsonSchema`] beside
@@ -225,6 +235,9 @@ mod otel {
 
 /// Everything a handler module needs: `use spine::prelude::*;`.
 pub mod prelude {
+    /// The consumer's settings row, for handlers that read its metadata.
+    #[cfg(feature = "config-db")]
+    pub use crate::Settings;
     /// The inbox's transaction, for handlers that write rows.
     #[cfg(feature = "inbox")]
     pub use crate::Tx;

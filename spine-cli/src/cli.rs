@@ -46,6 +46,54 @@ pub(crate) enum Command {
         after_help = "Examples:\n  spine dev\n  spine dev --broker-port 19092 --registry-port 18081 --topic orders:3 --register schemas\n\nCtrl-C stops both."
     )]
     Dev(DevArgs),
+    /// Consumer settings held in a database (`[app] config_source`): lists,
+    /// shows and changes rows of `spine_consumer_configs`. Running services
+    /// take a change within seconds.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `spine config`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Prints every consumer's row as a table.
+    #[command(after_help = "Example:\n  spine config list --db sqlite://spine.db")]
+    List(ConfigDb),
+    /// Prints one consumer's row, column by column.
+    #[command(
+        after_help = "Example:\n  spine config get orders --db postgres://postgres@127.0.0.1/orders"
+    )]
+    Get {
+        /// The consumer's name (the app's `[app] name`, or a named consumer's).
+        name: String,
+        #[command(flatten)]
+        db: ConfigDb,
+    },
+    /// Sets one column of a consumer's row (creating the row), after
+    /// checking the value. `null` clears a column: the service's file then
+    /// decides.
+    #[command(
+        after_help = "Columns: topics_input, topics_output (a,b or a JSON array), metadata (a JSON object), bootstrap_servers (host:port,...), timeout (30s), max_in_flight (a number), enabled (true/false).\n\nExamples:\n  spine config set orders max_in_flight 64 --db sqlite://spine.db\n  spine config set orders topics_input orders,orders.retry --db sqlite://spine.db\n  spine config set orders metadata '{\"region\": \"eu\"}' --db sqlite://spine.db\n  spine config set orders enabled false --db sqlite://spine.db"
+    )]
+    Set {
+        /// The consumer's name.
+        name: String,
+        /// The column.
+        key: String,
+        /// Its new value.
+        value: String,
+        #[command(flatten)]
+        db: ConfigDb,
+    },
+}
+
+/// The database of `spine config`.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigDb {
+    /// The database: `sqlite://<file>` or `postgres://...` (the services'
+    /// `[app] config_source`).
+    #[arg(long, env = "SPINE_APP__CONFIG_SOURCE")]
+    pub(crate) db: String,
 }
 
 /// The templates of `spine new`.
@@ -288,5 +336,6 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Send(args) => crate::events::send(&args).await,
         Command::Tail(args) => crate::events::tail(&args).await,
         Command::Dev(args) => crate::dev::run(&args).await,
+        Command::Config(command) => crate::settings::run(command).await,
     }
 }

@@ -8,6 +8,7 @@ mod events;
 mod new;
 mod offsets;
 mod schemas;
+mod settings;
 
 use std::process::ExitCode;
 

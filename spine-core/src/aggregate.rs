@@ -70,9 +70,14 @@ pub struct Aggregate {
     max_open: usize,
     dead_letter_topic: Option<String>,
     handlers: Vec<HandlerDescriptor>,
-    cell: Arc<OnceLock<Arc<Aggregator>>>,
+    /// The running aggregator, which the part handlers find here. Each
+    /// install starts a new one: a rebuilt app (a reloaded
+    /// `config_source`) starts with nothing open, and the parts its
+    /// predecessor held, uncommitted, are delivered again.
+    cell: Arc<parking_lot::RwLock<Option<Arc<Aggregator>>>>,
 }
 
+#[derive(Clone)]
 struct PartDecl {
     name: String,
     topic: String,
@@ -112,7 +117,7 @@ impl Aggregate {
             max_open: 10_000,
             dead_letter_topic: None,
             handlers: Vec::new(),
-            cell: Arc::new(OnceLock::new()),
+            cell: Arc::default(),
         }
     }
 
@@ -131,8 +136,9 @@ impl Aggregate {
         let handler = move |_part: T, ctx: Context, raw: Raw, meta: Meta| {
             let cell = cell.clone();
             async move {
-                match cell.get() {
-                    Some(agg) => agg.clone().on_part(index, ctx, raw, meta).await,
+                let agg = cell.read().clone();
+                match agg {
+                    Some(agg) => agg.on_part(index, ctx, raw, meta).await,
                     None => Err(HandlerError::msg("aggregation used outside its app").fatal()),
                 }
             }
@@ -204,6 +210,22 @@ impl Aggregate {
     pub fn handlers(mut self, handlers: impl IntoIterator<Item = HandlerDescriptor>) -> Aggregate {
         self.handlers.extend(handlers);
         self
+    }
+
+    /// A copy for the next build of one supervised app, sharing the cell
+    /// that the part handlers read (not `Clone`: two apps running one
+    /// declaration at once would share it too).
+    pub(crate) fn duplicate(&self) -> Aggregate {
+        Aggregate {
+            name: self.name.clone(),
+            parts: self.parts.clone(),
+            id: self.id.clone(),
+            timeout: self.timeout,
+            max_open: self.max_open,
+            dead_letter_topic: self.dead_letter_topic.clone(),
+            handlers: self.handlers.clone(),
+            cell: self.cell.clone(),
+        }
     }
 
     /// The internal topic completed aggregates are dispatched on.
@@ -296,8 +318,7 @@ impl Aggregate {
             seq: AtomicU64::new(0),
             sweeper: OnceLock::new(),
         });
-        // A declaration given to a second app keeps the first one's state.
-        let _ = self.cell.set(agg);
+        *self.cell.write() = Some(agg);
         Ok((
             self.parts.into_iter().map(|p| p.descriptor).collect(),
             self.handlers,
@@ -379,7 +400,7 @@ impl Aggregator {
                     Pending {
                         id: id.clone(),
                         seq,
-                        deadline: Instant::now() + self.timeout,
+                        deadline: Instant::now() + self.timeout(&ctx),
                         parts: vec![None; self.parts.len()],
                         records: Vec::new(),
                         holds: Vec::new(),
@@ -410,6 +431,14 @@ impl Aggregator {
             self.complete(&ctx.shared, p, &meta).await;
         }
         Ok(())
+    }
+
+    /// The configured timeout, unless a reloaded `config_source` row set one.
+    fn timeout(&self, ctx: &Context) -> Duration {
+        ctx.shared
+            .live
+            .aggregation_timeout()
+            .unwrap_or(self.timeout)
     }
 
     fn id_of(&self, payload: &[u8], meta: &Meta) -> Option<String> {

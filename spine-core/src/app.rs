@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::codec::{CodecFactory, PayloadCodec};
+use crate::config::live::Live;
 use crate::config::Config;
 use crate::consumer;
 use crate::dispatch::extract::States;
@@ -43,6 +44,8 @@ pub struct Builder {
     version: Option<&'static str>,
     /// Topics count locally for the status page (set by `build`).
     count_locally: bool,
+    /// What a reloaded `config_source` row changes while the app runs.
+    live: Arc<Live>,
 }
 
 impl Builder {
@@ -175,6 +178,16 @@ impl Builder {
                  or set SPINE_BOOTSTRAP_SERVERS",
             ));
         }
+        if config.app.config_source.is_some() {
+            #[cfg(not(feature = "config-db"))]
+            let reason = "settings held in a database need Spine's `config-db` feature: \
+                 spine-kafka = { version = \"...\", features = [\"config-db\"] }";
+            #[cfg(feature = "config-db")]
+            let reason = "its row is applied, and reloaded, by the supervisor: run the app \
+                 with `spine::run(builder)` (or `spine::settings::Supervised`), \
+                 not `build()?.run()`";
+            return Err(Error::config("app.config_source", reason));
+        }
         #[cfg(not(feature = "inbox"))]
         if config.inbox.url.is_some() {
             return Err(Error::config(
@@ -294,6 +307,7 @@ impl Builder {
             requests: crate::dispatch::request::Requests::new(&config),
             status: Default::default(),
             timed: config.http.listen.is_some(),
+            live: self.live,
             #[cfg(feature = "inbox")]
             outbox: Default::default(),
             config,
@@ -327,6 +341,25 @@ impl Builder {
         let sink = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let shared = self.build_shared(config, move |_: &Config| Ok(Outbound::memory(sink)))?;
         crate::http::openapi_document(&shared, version)
+    }
+
+    /// A copy to build the app again from, for one supervised app
+    /// (`[app] config_source`): the builds run one after the other, sharing
+    /// `live`.
+    #[cfg_attr(not(feature = "config-db"), allow(dead_code))]
+    pub(crate) fn duplicate(&self, config: Config, live: Arc<Live>) -> Builder {
+        Builder {
+            config: Some(config),
+            handlers: self.handlers.clone(),
+            states: self.states.clone(),
+            middleware: self.middleware.clone(),
+            codecs: self.codecs.clone(),
+            aggregates: self.aggregates.iter().map(|a| a.duplicate()).collect(),
+            outgoing: self.outgoing.clone(),
+            version: self.version,
+            count_locally: false,
+            live,
+        }
     }
 
     pub(crate) fn take_config(&mut self) -> Option<Config> {
@@ -367,19 +400,7 @@ impl App {
     /// then stops fetching, lets in-flight handlers finish within
     /// `dispatch.shutdown_timeout`, commits, and returns `Ok(())`.
     pub async fn run(self) -> Result<(), Error> {
-        let mut signals = Box::pin(signals().map_err(Error::Signal)?);
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            use futures::StreamExt;
-            if signals.next().await.is_some() {
-                tracing::info!("shutdown signal received; a second one stops at once");
-                shutdown.trigger();
-            }
-            if signals.next().await.is_some() {
-                tracing::warn!("second shutdown signal: stopping at once");
-                shutdown.force();
-            }
-        });
+        stop_on_signals(self.shutdown.clone())?;
         self.run_until(std::future::pending()).await
     }
 
@@ -456,6 +477,23 @@ impl StatsHandle {
     pub fn snapshot(&self) -> StatsSnapshot {
         self.0.stats.snapshot()
     }
+}
+
+/// The first SIGINT or SIGTERM stops `shutdown` gracefully, the second at once.
+pub(crate) fn stop_on_signals(shutdown: Shutdown) -> Result<(), Error> {
+    let mut signals = Box::pin(signals().map_err(Error::Signal)?);
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        if signals.next().await.is_some() {
+            tracing::info!("shutdown signal received; a second one stops at once");
+            shutdown.trigger();
+        }
+        if signals.next().await.is_some() {
+            tracing::warn!("second shutdown signal: stopping at once");
+            shutdown.force();
+        }
+    });
+    Ok(())
 }
 
 /// SIGINT and SIGTERM, as a stream: each one received is one item.

@@ -27,9 +27,11 @@ mod outbound;
 mod record;
 mod replay;
 mod reply;
+#[cfg(feature = "config-db")]
+pub mod settings;
 mod shutdown;
 mod status;
-#[cfg(feature = "inbox")]
+#[cfg(any(feature = "inbox", feature = "config-db"))]
 mod store;
 pub mod testing;
 mod trace;
@@ -37,6 +39,8 @@ mod trace;
 pub use aggregate::Aggregate;
 pub use app::{App, Builder, Spine, StatsHandle};
 pub use config::Config;
+#[cfg(feature = "config-db")]
+pub use dispatch::extract::Settings;
 pub use dispatch::extract::{Context, EmitError, FromRecord, Meta, Raw, Scope, State, Transport};
 #[cfg(feature = "inbox")]
 pub use dispatch::extract::{Tx, TxConn};
@@ -51,8 +55,9 @@ pub use outbound::{OutgoingResult, PublishError, Publisher, Sent, SentKind};
 pub use replay::{Position, ReplayOptions, ReplayProgress, ReplayRange, ReplayReport};
 pub use reply::{respond, IntoReplies, Reply};
 pub use shutdown::Shutdown;
-/// sqlx, for queries on a [`Tx`] (feature `inbox`).
-#[cfg(feature = "inbox")]
+/// sqlx, for queries on a `Tx` (feature `inbox`) or on the consumer configs'
+/// database (feature `config-db`).
+#[cfg(any(feature = "inbox", feature = "config-db"))]
 pub use sqlx;
 
 /// Items the `#[on]` macro's expansion names. Not a public API.

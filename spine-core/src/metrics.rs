@@ -83,6 +83,10 @@ metrics! {
     /// Inbox database operations that failed and are retried (the database
     /// unreachable, a lock timeout). Labels: `operation`.
     counter INBOX_ERRORS = "spine_inbox_errors_total";
+    /// Changes of the consumer's `spine_consumer_configs` row (`[app]
+    /// config_source`), by outcome: `applied`, or `rejected` (invalid; the
+    /// previous settings stay).
+    counter CONFIG_RELOADS = "spine_config_reloads_total";
     /// Outbox rows the relay published and marked sent.
     counter OUTBOX_PUBLISHED = "spine_outbox_published_total";
     /// Outbox rows the broker refused for good (marked with the error).

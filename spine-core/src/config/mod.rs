@@ -6,6 +6,7 @@
 //! name = "orders-service"      # ce_source of everything the app publishes
 //! group = "orders-service"     # consumer group (SPINE_GROUP_ID overrides)
 //! topics = ["audit"]           # subscribed besides the handlers' own topics
+//! config_source = "sqlite://spine.db" # settings in a database row, reloaded live (feature `config-db`)
 //!
 //! [kafka]                      # passed as-is to librdkafka
 //! "bootstrap.servers" = "localhost:9092"   # SPINE_BOOTSTRAP_SERVERS overrides
@@ -86,9 +87,13 @@
 //! `SPINE_CONFIG` names the file to read instead of `./spine.toml`.
 //!
 //! Here: [`Config`], loading and validation; `sections` holds the tables
-//! (`[app]`, `[dispatch]`, ...), `env` the `SPINE_*` overrides.
+//! (`[app]`, `[dispatch]`, ...), `env` the `SPINE_*` overrides, `live` the
+//! few values a running app takes changes of (`[app] config_source`).
 
 mod env;
+// Only a `config_source` row (feature `config-db`) sets live values.
+#[cfg_attr(not(feature = "config-db"), allow(dead_code))]
+pub(crate) mod live;
 mod sections;
 
 use std::collections::BTreeMap;

@@ -141,6 +141,12 @@ pub struct AppConfig {
     /// Topics subscribed besides those named by handlers (needed for handlers
     /// declared with an `event` but no `topic`).
     pub topics: Vec<String>,
+    /// A database holding this app's settings in its `spine_consumer_configs`
+    /// row (`sqlite://<file>` or `postgres://...`; feature `config-db`): input
+    /// and output topics, metadata, bootstrap servers, the aggregation
+    /// timeout, `max_in_flight` and `enabled`, reloaded while the app runs.
+    /// `SPINE_APP__CONFIG_SOURCE` overrides it.
+    pub config_source: Option<String>,
 }
 
 impl Default for AppConfig {
@@ -149,6 +155,7 @@ impl Default for AppConfig {
             name: "spine-app".to_owned(),
             group: None,
             topics: Vec::new(),
+            config_source: None,
         }
     }
 }

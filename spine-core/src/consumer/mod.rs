@@ -369,7 +369,10 @@ impl Loop<'_> {
         watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop = shutdown.wait();
         tokio::pin!(stop);
+        let configured = dispatch.max_in_flight;
         loop {
+            // A reloaded `config_source` row changes the bound live.
+            self.bound.max_in_flight = shared.live.max_in_flight().unwrap_or(configured);
             let pause_at = self.bound.pause_at();
             tokio::select! {
                 biased;

@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) status: Arc<crate::status::Status>,
     /// Whether handler durations are measured (`[http]` is on).
     pub(crate) timed: bool,
+    /// Settings a reloaded `[app] config_source` row changes while running.
+    pub(crate) live: Arc<crate::config::live::Live>,
     /// The inbox's database, opened when the app starts (`[inbox] url`).
     #[cfg(feature = "inbox")]
     pub(crate) outbox: tokio::sync::OnceCell<Arc<crate::outbound::outbox::Outbox>>,

@@ -20,10 +20,11 @@ pub type OutgoingResult = Result<Option<Sent>, Box<dyn std::error::Error + Send 
 
 type HookFn = dyn Fn(Sent) -> OutgoingResult + Send + Sync;
 
+#[derive(Clone)]
 struct Hook {
     /// The event (`ce_type`) this hook is for; `None`: every event.
     event: Option<String>,
-    f: Box<HookFn>,
+    f: Arc<HookFn>,
 }
 
 /// The app's hooks, in the order they were registered.
@@ -31,7 +32,7 @@ struct Hook {
 pub(crate) struct Hooks(Arc<Vec<Hook>>);
 
 /// Collects hooks in the builder.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct HookList(Vec<Hook>);
 
 impl HookList {
@@ -42,7 +43,7 @@ impl HookList {
     {
         self.0.push(Hook {
             event: event.map(str::to_owned),
-            f: Box::new(move |s| f(s).map_err(Into::into)),
+            f: Arc::new(move |s| f(s).map_err(Into::into)),
         });
     }
 

@@ -1,4 +1,5 @@
-//! The inbox's schema, created and migrated at startup.
+//! Spine's schema (the inbox, the outbox, the consumer configs), created
+//! and migrated at startup.
 //!
 //! Written by hand rather than with `sqlx::migrate!`: sqlx's migrator keeps
 //! its history in `_sqlx_migrations`, a table the application's own sqlx
@@ -16,11 +17,12 @@ type Migration = (
     &'static [&'static str],
 );
 
-const MIGRATIONS: &[Migration] = &[(
-    1,
-    "inbox and outbox tables",
-    &[
-        "CREATE TABLE spine_inbox (
+const MIGRATIONS: &[Migration] = &[
+    (
+        1,
+        "inbox and outbox tables",
+        &[
+            "CREATE TABLE spine_inbox (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             consumer TEXT NOT NULL,
             message_id TEXT NOT NULL,
@@ -40,9 +42,9 @@ const MIGRATIONS: &[Migration] = &[(
             lease_until BIGINT,
             UNIQUE (consumer, message_id)
         )",
-        "CREATE INDEX spine_inbox_due ON spine_inbox (status, next_attempt_at)",
-        "CREATE INDEX spine_inbox_key ON spine_inbox (consumer, msg_key, id)",
-        "CREATE TABLE spine_outbox (
+            "CREATE INDEX spine_inbox_due ON spine_inbox (status, next_attempt_at)",
+            "CREATE INDEX spine_inbox_key ON spine_inbox (consumer, msg_key, id)",
+            "CREATE TABLE spine_outbox (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             kind TEXT NOT NULL,
             topic TEXT NOT NULL,
@@ -53,10 +55,10 @@ const MIGRATIONS: &[Migration] = &[(
             sent_at BIGINT,
             error TEXT
         )",
-        "CREATE INDEX spine_outbox_unsent ON spine_outbox (id) WHERE sent_at IS NULL",
-    ],
-    &[
-        "CREATE TABLE spine_inbox (
+            "CREATE INDEX spine_outbox_unsent ON spine_outbox (id) WHERE sent_at IS NULL",
+        ],
+        &[
+            "CREATE TABLE spine_inbox (
             id BIGSERIAL PRIMARY KEY,
             consumer TEXT NOT NULL,
             message_id TEXT NOT NULL,
@@ -76,9 +78,9 @@ const MIGRATIONS: &[Migration] = &[(
             lease_until BIGINT,
             UNIQUE (consumer, message_id)
         )",
-        "CREATE INDEX spine_inbox_due ON spine_inbox (status, next_attempt_at)",
-        "CREATE INDEX spine_inbox_key ON spine_inbox (consumer, msg_key, id)",
-        "CREATE TABLE spine_outbox (
+            "CREATE INDEX spine_inbox_due ON spine_inbox (status, next_attempt_at)",
+            "CREATE INDEX spine_inbox_key ON spine_inbox (consumer, msg_key, id)",
+            "CREATE TABLE spine_outbox (
             id BIGSERIAL PRIMARY KEY,
             kind TEXT NOT NULL,
             topic TEXT NOT NULL,
@@ -89,9 +91,51 @@ const MIGRATIONS: &[Migration] = &[(
             sent_at BIGINT,
             error TEXT
         )",
-        "CREATE INDEX spine_outbox_unsent ON spine_outbox (id) WHERE sent_at IS NULL",
-    ],
-)];
+            "CREATE INDEX spine_outbox_unsent ON spine_outbox (id) WHERE sent_at IS NULL",
+        ],
+    ),
+    (
+        2,
+        "consumer configs table",
+        &["CREATE TABLE spine_consumer_configs (
+            consumer_name TEXT PRIMARY KEY,
+            topics_input TEXT,
+            topics_output TEXT,
+            metadata TEXT,
+            bootstrap_servers TEXT,
+            timeout TEXT,
+            max_in_flight BIGINT,
+            enabled BIGINT NOT NULL DEFAULT 1,
+            updated_at BIGINT NOT NULL
+        )"],
+        &[
+            "CREATE TABLE spine_consumer_configs (
+            consumer_name TEXT PRIMARY KEY,
+            topics_input TEXT,
+            topics_output TEXT,
+            metadata TEXT,
+            bootstrap_servers TEXT,
+            timeout TEXT,
+            max_in_flight BIGINT,
+            enabled BIGINT NOT NULL DEFAULT 1,
+            updated_at BIGINT NOT NULL
+        )",
+            // A change of any row is announced on channel
+            // `spine_consumer_configs`, its payload the consumer's name: running
+            // apps LISTEN and reload within a moment.
+            "CREATE FUNCTION spine_consumer_configs_notify() RETURNS trigger AS $$
+        BEGIN
+            PERFORM pg_notify('spine_consumer_configs',
+                CASE WHEN TG_OP = 'DELETE' THEN OLD.consumer_name ELSE NEW.consumer_name END);
+            RETURN NULL;
+        END
+        $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER spine_consumer_configs_changed
+            AFTER INSERT OR UPDATE OR DELETE ON spine_consumer_configs
+            FOR EACH ROW EXECUTE FUNCTION spine_consumer_configs_notify()",
+        ],
+    ),
+];
 
 /// Applies the migrations the database has not seen. Two instances starting
 /// together must not both apply one: on PostgreSQL an advisory lock keeps

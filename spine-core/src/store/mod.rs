@@ -1,10 +1,14 @@
-//! The database behind the inbox and the outbox (feature `inbox`): the
+//! The database behind the inbox, the outbox (feature `inbox`) and the
+//! consumer configs (feature `config-db`): the
 //! connection pool, the schema and its migrations, and every SQL statement
 //! Spine runs. SQLite (a file) and PostgreSQL go through sqlx's `Any` driver,
 //! so both run this same code; where their SQL differs, [`Dialect`] says so.
 //!
 //! Knows rows, not messages: the inbox and the outbox above turn records
 //! into rows and back.
+
+// Built for the consumer configs alone, the inbox's statements go unused.
+#![cfg_attr(not(feature = "inbox"), allow(dead_code))]
 
 mod migrate;
 
@@ -141,6 +145,15 @@ impl Store {
     /// Connects to `url` and migrates the schema. A SQLite file is created if
     /// missing, and written in WAL mode.
     pub(crate) async fn open(url: &str, max_connections: u32) -> Result<Store, Error> {
+        Self::open_for("inbox.url", url, max_connections).await
+    }
+
+    /// [`Store::open`] for the database that configuration key `key` names.
+    pub(crate) async fn open_for(
+        key: &'static str,
+        url: &str,
+        max_connections: u32,
+    ) -> Result<Store, Error> {
         sqlx::any::install_default_drivers();
         let shown = hide_password(url);
         let dialect = if url.starts_with("sqlite:") {
@@ -149,7 +162,7 @@ impl Store {
             Dialect::Postgres
         } else {
             return Err(Error::config(
-                "inbox.url",
+                key,
                 format!("`{shown}` is neither `sqlite://<file>` nor `postgres://...`"),
             ));
         };
@@ -187,7 +200,9 @@ impl Store {
             })
             .connect(&url)
             .await
-            .map_err(|e| Error::Store(format!("cannot open the inbox database `{shown}`: {e}")))?;
+            .map_err(|e| {
+                Error::Store(format!("cannot open the database `{shown}` ({key}): {e}"))
+            })?;
         let store = Store {
             pool,
             dialect,

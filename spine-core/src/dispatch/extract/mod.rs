@@ -4,10 +4,13 @@
 //! - `state`: [`State`] (shared application state) and the app's [`States`];
 //! - `context`: [`Context`] (publish from inside a handler); its request half
 //!   lives with request-reply, in `dispatch::request`;
-//! - `tx`: [`Tx`] (the inbox's transaction, feature `inbox`).
+//! - `tx`: [`Tx`] (the inbox's transaction, feature `inbox`);
+//! - `settings`: [`Settings`] (the consumer's settings row, feature `config-db`).
 
 mod context;
 mod meta;
+#[cfg(feature = "config-db")]
+mod settings;
 mod state;
 #[cfg(feature = "inbox")]
 mod tx;
@@ -22,6 +25,8 @@ use crate::record::Record;
 pub(crate) use context::EmitLog;
 pub use context::{Context, EmitError};
 pub use meta::{Meta, Raw, Transport};
+#[cfg(feature = "config-db")]
+pub use settings::Settings;
 pub use state::{State, States};
 #[cfg(feature = "inbox")]
 pub use tx::{Tx, TxConn};
