@@ -419,6 +419,120 @@ async fn service_reloads(kind: &str) {
     assert!(status.success(), "the service stops cleanly: {status}");
 }
 
+#[derive(Deserialize)]
+struct Pair {
+    a: serde_json::Value,
+    b: serde_json::Value,
+}
+
+#[on]
+async fn pair(p: Pair, seen: State<Seen>) -> Result<(), HandlerError> {
+    seen.handled.lock().unwrap().push(Handled {
+        id: p.a["id"].as_str().unwrap_or_default().to_owned(),
+        topic: p.b["id"].as_str().unwrap_or_default().to_owned(),
+        tag: None,
+        at: Instant::now(),
+    });
+    Ok(())
+}
+
+/// The row's `timeout` is the aggregation timeout, and changes live: an
+/// aggregate opened after the change expires by the new one, while one
+/// opened before keeps its deadline.
+async fn aggregation_timeout(kind: &str) {
+    let name = unique(&format!("settings-agg.{kind}"));
+    let url = fresh_database(kind, &name).await;
+    let (a, b, dlq) = (
+        format!("{name}.a"),
+        format!("{name}.b"),
+        format!("{name}.dlq"),
+    );
+    create_topics(&[&a, &b, &dlq], 1).await;
+    let consumer = unique("joiner");
+    let configs = ConsumerConfigs::open(&url).await.unwrap();
+    configs.set(&consumer, "timeout", "1h").await.unwrap();
+    let seen = Arc::new(Seen::default());
+    let mut config = config(&unique("joiner"));
+    config.app.name = consumer.clone();
+    config.app.config_source = Some(url.clone());
+    // One message at a time per partition: a part is handled before the next.
+    config.dispatch.ordering = spine::config::OrderingPolicy::Partition;
+    let joined = spine::Aggregate::new(&format!("pairs_{kind}"))
+        .part::<serde_json::Value>("a", &a, "part.a")
+        .part::<serde_json::Value>("b", &b, "part.b")
+        .by_field("id")
+        .timeout(Duration::from_secs(3600))
+        .dead_letter_topic(&dlq)
+        .handlers(spine::handlers![pair]);
+    let builder = spine::Spine::builder()
+        .config(config)
+        .aggregate(joined)
+        .state_arc(seen.clone());
+    let Ok(supervised) = Supervised::new(builder, None).unwrap() else {
+        panic!("supervised");
+    };
+    let mut state = supervised.state();
+    let stop = supervised.shutdown_handle();
+    let task = tokio::spawn(supervised.run_until_stopped());
+    wait_state(&mut state, Duration::from_secs(20), "running", |s| {
+        s.running
+    })
+    .await;
+
+    let run = unique("pair");
+    let (old, first, new) = (
+        format!("{run}-old"),
+        format!("{run}-first"),
+        format!("{run}-new"),
+    );
+    let part = |id: &str| serde_json::json!({ "id": id });
+    let producer = producer();
+    produce_event(&producer, &a, "part.a", Some(&old), &part(&old)).await;
+    produce_event(&producer, &a, "part.a", Some(&first), &part(&first)).await;
+    produce_event(&producer, &b, "part.b", Some(&first), &part(&first)).await;
+    // `first` completes after `old`'s part was taken: `old` is open, for 1h.
+    eventually(Duration::from_secs(30), "the first pair joined", || {
+        seen.has_all(std::slice::from_ref(&first))
+    })
+    .await;
+
+    configs.set(&consumer, "timeout", "1s").await.unwrap();
+    wait_state(&mut state, RELOAD, "timeout 1s applied", |s| {
+        s.settings
+            .as_ref()
+            .is_some_and(|c| c.timeout == Some(Duration::from_secs(1)))
+    })
+    .await;
+    produce_event(&producer, &a, "part.a", Some(&new), &part(&new)).await;
+    let expired = read_topic(&dlq, 1, Duration::from_secs(15));
+    assert_eq!(expired.len(), 1, "the new aggregate expired after 1 s");
+    assert_eq!(
+        header(&expired[0], "spine.aggregate.id").as_deref(),
+        Some(new.as_str()),
+        "the first to expire is the one opened after the change; `old` keeps its hour"
+    );
+    assert_eq!(state.borrow().builds, 1, "the timeout changed live");
+
+    // Complete `old`, so that the stop has nothing held.
+    produce_event(&producer, &b, "part.b", Some(&old), &part(&old)).await;
+    eventually(Duration::from_secs(30), "the old pair joined", || {
+        seen.has_all(std::slice::from_ref(&old))
+    })
+    .await;
+    stop.trigger();
+    task.await.unwrap().expect("stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aggregation_timeout_on_sqlite() {
+    aggregation_timeout("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aggregation_timeout_on_postgres() {
+    aggregation_timeout("postgres").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn service_reloads_on_sqlite() {
     service_reloads("sqlite").await;

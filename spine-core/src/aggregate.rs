@@ -189,7 +189,8 @@ impl Aggregate {
         self
     }
 
-    /// Most aggregates open at once; past it, the oldest expires first.
+    /// Most aggregates open at once; past it, the one due first (the oldest,
+    /// unless the timeout changed) expires first.
     #[must_use]
     pub fn max_open(mut self, max_open: usize) -> Aggregate {
         self.max_open = max_open;
@@ -344,14 +345,17 @@ pub(crate) struct Aggregator {
 #[derive(Default)]
 struct Open {
     by_id: HashMap<String, Pending>,
-    /// Creation order, which is also deadline order: `seq → id`.
-    order: BTreeMap<u64, String>,
+    /// Deadline order (creation order while the timeout stays the same; a
+    /// reloaded `config_source` row may change it): `(deadline, seq) → id`.
+    order: BTreeMap<(Instant, u64), String>,
 }
 
 struct Pending {
     id: String,
     seq: u64,
     deadline: Instant,
+    /// The timeout its deadline was set with.
+    timeout: Duration,
     /// Each part's latest JSON payload.
     parts: Vec<Option<Vec<u8>>>,
     /// Every record held for this aggregate (a part re-delivered is held twice).
@@ -394,13 +398,16 @@ impl Aggregator {
                     }
                 }
                 let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-                open.order.insert(seq, id.clone());
+                let timeout = self.timeout(&ctx);
+                let deadline = Instant::now() + timeout;
+                open.order.insert((deadline, seq), id.clone());
                 open.by_id.insert(
                     id.clone(),
                     Pending {
                         id: id.clone(),
                         seq,
-                        deadline: Instant::now() + self.timeout(&ctx),
+                        deadline,
+                        timeout,
                         parts: vec![None; self.parts.len()],
                         records: Vec::new(),
                         holds: Vec::new(),
@@ -416,7 +423,7 @@ impl Aggregator {
             };
             let complete = if done {
                 open.by_id.remove(&id).inspect(|p| {
-                    open.order.remove(&p.seq);
+                    open.order.remove(&(p.deadline, p.seq));
                 })
             } else {
                 None
@@ -601,21 +608,20 @@ impl Aggregator {
                     let expired: Vec<Pending> = {
                         let mut open = agg.open.lock();
                         let mut out = Vec::new();
-                        while let Some((&seq, id)) = open.order.first_key_value() {
-                            let due = open.by_id.get(id).is_none_or(|p| p.deadline <= now);
-                            if !due {
+                        while let Some((&(deadline, seq), id)) = open.order.first_key_value() {
+                            if deadline > now {
                                 break;
                             }
                             let id = id.clone();
-                            open.order.remove(&seq);
+                            open.order.remove(&(deadline, seq));
                             if let Some(p) = open.by_id.remove(&id) {
                                 out.push(p);
                             }
                         }
                         out
                     };
-                    let reason = format!("no complete set within {:?}", agg.timeout);
                     for p in expired {
+                        let reason = format!("no complete set within {:?}", p.timeout);
                         agg.expire(&shared, p, "timeout", &reason).await;
                     }
                 }
