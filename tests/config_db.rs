@@ -457,7 +457,7 @@ async fn aggregation_timeout(kind: &str) {
     config.app.config_source = Some(url.clone());
     // One message at a time per partition: a part is handled before the next.
     config.dispatch.ordering = spine::config::OrderingPolicy::Partition;
-    let joined = spine::Aggregate::new(&format!("pairs_{kind}"))
+    let joined = spine::Aggregate::new(format!("pairs_{kind}"))
         .part::<serde_json::Value>("a", &a, "part.a")
         .part::<serde_json::Value>("b", &b, "part.b")
         .by_field("id")
