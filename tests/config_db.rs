@@ -275,6 +275,24 @@ async fn hot_reload(kind: &str) {
     .await;
     assert!(seen.of(&moved).iter().all(|h| h.1 == second));
 
+    // A row that is valid but does not make an app (no topics left for a
+    // handler without one) is refused too, and the app runs on.
+    configs.set(consumer, "topics_input", "[]").await.unwrap();
+    let refused = wait_state(&mut state, RELOAD, "the row without topics refused", |s| {
+        s.rejected.is_some()
+    })
+    .await;
+    assert!(refused.rejected.unwrap().contains("no topics"), "names why");
+    assert!(refused.running && refused.builds == 3);
+    configs
+        .set(consumer, "topics_input", &second)
+        .await
+        .unwrap();
+    wait_state(&mut state, RELOAD, "the fixed row accepted", |s| {
+        s.rejected.is_none()
+    })
+    .await;
+
     // An invalid row (written around `spine config set`'s checks) is
     // refused, naming its column; the old settings go on.
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();

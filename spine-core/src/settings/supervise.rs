@@ -111,15 +111,18 @@ impl Supervised {
             "consumer settings loaded"
         );
         let live = Arc::new(Live::default());
+        // An app built from a changed row before the old one stops: a row
+        // that does not build is refused like an invalid one.
+        let mut next = None;
         loop {
             live.set(current.live(), current.timeout);
             self.state
                 .send_modify(|s| s.settings = Some(current.clone()));
             let running = if current.enabled {
-                let app = self
-                    .builder
-                    .duplicate(current.apply(&self.base), live.clone())
-                    .build()?;
+                let app = match next.take() {
+                    Some(app) => app,
+                    None => self.build(&current, &live)?,
+                };
                 let stop = app.shutdown_handle();
                 let forced = self.shutdown.clone();
                 let force = stop.clone();
@@ -164,9 +167,7 @@ impl Supervised {
                         let new = match settings_of(&self.consumer, fresh.as_ref()) {
                             Ok(s) => s,
                             Err(e) => {
-                                tracing::error!(consumer = %self.consumer, error = %e, "consumer config rejected; the previous settings stay");
-                                metrics::counter!(m::CONFIG_RELOADS, "outcome" => "rejected").increment(1);
-                                self.state.send_modify(|s| s.rejected = Some(e.to_string()));
+                                self.reject(&e);
                                 row = fresh;
                                 continue;
                             }
@@ -178,6 +179,15 @@ impl Supervised {
                             continue;
                         }
                         let rebuild = current.needs_rebuild(&new);
+                        if rebuild && new.enabled {
+                            match self.build(&new, &live) {
+                                Ok(app) => next = Some(app),
+                                Err(e) => {
+                                    self.reject(&e);
+                                    continue;
+                                }
+                            }
+                        }
                         tracing::info!(
                             consumer = %self.consumer,
                             changes = %changes.join("; "),
@@ -223,6 +233,23 @@ impl Supervised {
                 return result;
             }
         }
+    }
+}
+
+impl Supervised {
+    /// The app as `settings` make it.
+    fn build(&self, settings: &ConsumerSettings, live: &Arc<Live>) -> Result<crate::App, Error> {
+        self.builder
+            .duplicate(settings.apply(&self.base), live.clone())
+            .build()
+    }
+
+    /// A row that is invalid, or does not build: logged and counted; the
+    /// settings in force stay.
+    fn reject(&self, e: &dyn std::fmt::Display) {
+        tracing::error!(consumer = %self.consumer, error = %e, "consumer config rejected; the previous settings stay");
+        metrics::counter!(m::CONFIG_RELOADS, "outcome" => "rejected").increment(1);
+        self.state.send_modify(|s| s.rejected = Some(e.to_string()));
     }
 }
 
