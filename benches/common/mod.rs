@@ -389,12 +389,21 @@ pub fn compare(
             x.rate, x.rate_min, x.rate_max, x.cpu_us, x.rss_mib, x.stalls
         );
     }
+    // In scientific notation below 0.1 (a database side against none is
+    // about 1e-3×, which two decimals show as 0.00), two decimals otherwise.
+    let ratio = |r: f64| {
+        if r < 0.1 {
+            format!("{r:.2e}")
+        } else {
+            format!("{r:.2}")
+        }
+    };
     for &(a, b) in pairs {
         println!(
-            "  {} / {}: throughput {:.2}×, CPU per message {:.2}×, peak RSS {:.2}×",
+            "  {} / {}: throughput {}×, CPU per message {:.2}×, peak RSS {:.2}×",
             sides[a],
             sides[b],
-            sums[a].rate / sums[b].rate,
+            ratio(sums[a].rate / sums[b].rate),
             sums[a].cpu_us / sums[b].cpu_us,
             sums[a].rss_mib / sums[b].rss_mib
         );

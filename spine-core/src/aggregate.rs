@@ -62,6 +62,7 @@ enum IdSource {
 /// // .handlers(spine::handlers![settle]), where `settle` takes
 /// // `struct PaidOrder { order: OrderPlaced, payment: PaymentReceived }`.
 /// ```
+#[derive(Clone)]
 pub struct Aggregate {
     name: String,
     parts: Vec<PartDecl>,
@@ -70,11 +71,6 @@ pub struct Aggregate {
     max_open: usize,
     dead_letter_topic: Option<String>,
     handlers: Vec<HandlerDescriptor>,
-    /// The running aggregator, which the part handlers find here. Each
-    /// install starts a new one: a rebuilt app (a reloaded
-    /// `config_source`) starts with nothing open, and the parts its
-    /// predecessor held, uncommitted, are delivered again.
-    cell: Arc<parking_lot::RwLock<Option<Arc<Aggregator>>>>,
 }
 
 #[derive(Clone)]
@@ -82,7 +78,11 @@ struct PartDecl {
     name: String,
     topic: String,
     event: String,
-    descriptor: HandlerDescriptor,
+    /// The part's handler, made for each install's aggregator. Each app
+    /// built from the declaration has its own: a rebuilt app (a reloaded
+    /// `config_source`) starts with nothing open, and the parts its
+    /// predecessor held, uncommitted, are delivered again.
+    make: Arc<dyn Fn(Arc<Aggregator>) -> HandlerDescriptor + Send + Sync>,
 }
 
 impl std::fmt::Debug for Aggregate {
@@ -117,7 +117,6 @@ impl Aggregate {
             max_open: 10_000,
             dead_letter_topic: None,
             handlers: Vec::new(),
-            cell: Arc::default(),
         }
     }
 
@@ -132,37 +131,29 @@ impl Aggregate {
         event: &str,
     ) -> Aggregate {
         let index = self.parts.len();
-        let cell = self.cell.clone();
-        let handler = move |_part: T, ctx: Context, raw: Raw, meta: Meta| {
-            let cell = cell.clone();
-            async move {
-                let agg = cell.read().clone();
-                match agg {
-                    Some(agg) => agg.on_part(index, ctx, raw, meta).await,
-                    None => Err(HandlerError::msg("aggregation used outside its app").fatal()),
-                }
-            }
+        let info = HandlerInfo {
+            name: format!("aggregate {} (part {name})", self.name).into(),
+            topic: Some(topic.to_owned().into()),
+            event: Some(event.to_owned().into()),
+            payload: std::any::type_name::<T>(),
+            file: "<aggregate>",
+            line: 0,
+            // Other handlers of the same event may run beside the part
+            // if they are declared `fan_out` too.
+            fan_out: true,
+            codec: None,
         };
-        let descriptor = HandlerDescriptor::new(
-            handler,
-            HandlerInfo {
-                name: format!("aggregate {} (part {name})", self.name).into(),
-                topic: Some(topic.to_owned().into()),
-                event: Some(event.to_owned().into()),
-                payload: std::any::type_name::<T>(),
-                file: "<aggregate>",
-                line: 0,
-                // Other handlers of the same event may run beside the part
-                // if they are declared `fan_out` too.
-                fan_out: true,
-                codec: None,
-            },
-        );
+        let make = move |agg: Arc<Aggregator>| {
+            let handler = move |_part: T, ctx: Context, raw: Raw, meta: Meta| {
+                agg.clone().on_part(index, ctx, raw, meta)
+            };
+            HandlerDescriptor::new(handler, info.clone())
+        };
         self.parts.push(PartDecl {
             name: name.to_owned(),
             topic: topic.to_owned(),
             event: event.to_owned(),
-            descriptor,
+            make: Arc::new(make),
         });
         self
     }
@@ -211,22 +202,6 @@ impl Aggregate {
     pub fn handlers(mut self, handlers: impl IntoIterator<Item = HandlerDescriptor>) -> Aggregate {
         self.handlers.extend(handlers);
         self
-    }
-
-    /// A copy for the next build of one supervised app, sharing the cell
-    /// that the part handlers read (not `Clone`: two apps running one
-    /// declaration at once would share it too).
-    pub(crate) fn duplicate(&self) -> Aggregate {
-        Aggregate {
-            name: self.name.clone(),
-            parts: self.parts.clone(),
-            id: self.id.clone(),
-            timeout: self.timeout,
-            max_open: self.max_open,
-            dead_letter_topic: self.dead_letter_topic.clone(),
-            handlers: self.handlers.clone(),
-            cell: self.cell.clone(),
-        }
     }
 
     /// The internal topic completed aggregates are dispatched on.
@@ -319,9 +294,9 @@ impl Aggregate {
             seq: AtomicU64::new(0),
             sweeper: OnceLock::new(),
         });
-        *self.cell.write() = Some(agg);
+
         Ok((
-            self.parts.into_iter().map(|p| p.descriptor).collect(),
+            self.parts.iter().map(|p| (p.make)(agg.clone())).collect(),
             self.handlers,
             dlq,
         ))

@@ -354,7 +354,7 @@ impl Builder {
             states: self.states.clone(),
             middleware: self.middleware.clone(),
             codecs: self.codecs.clone(),
-            aggregates: self.aggregates.iter().map(|a| a.duplicate()).collect(),
+            aggregates: self.aggregates.clone(),
             outgoing: self.outgoing.clone(),
             version: self.version,
             count_locally: false,
