@@ -117,38 +117,6 @@ async fn wait_state(
     }
 }
 
-async fn fresh_database(kind: &str, name: &str) -> String {
-    sqlx::any::install_default_drivers();
-    match kind {
-        "sqlite" => {
-            let path =
-                std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.db"));
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
-            format!("sqlite://{}", path.display())
-        }
-        _ => {
-            let admin = std::env::var("SPINE_TEST_DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-            let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| {
-                panic!(
-                    "no PostgreSQL at {admin}: {e}. Run the tests with scripts/test, which starts \
-                     one, or set SPINE_TEST_DATABASE_URL"
-                )
-            });
-            let db = name.replace(['.', '-'], "_");
-            sqlx::query(&format!("CREATE DATABASE {db}"))
-                .execute(&pool)
-                .await
-                .expect("create the test database");
-            pool.close().await;
-            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-            format!("{base}/{db}")
-        }
-    }
-}
-
 async fn hot_reload(kind: &str) {
     let name = unique(&format!("settings.{kind}"));
     let url = fresh_database(kind, &name).await;

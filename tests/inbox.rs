@@ -27,43 +27,6 @@ static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const ORDERS: usize = 20_000;
 const RESENT: usize = 500;
 
-/// The server's URL (a maintenance database) for PostgreSQL tests.
-fn postgres_admin_url() -> String {
-    std::env::var("SPINE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A fresh, empty database: a SQLite file, or a new PostgreSQL database.
-async fn fresh_database(kind: &str, name: &str) -> String {
-    sqlx::any::install_default_drivers();
-    match kind {
-        "sqlite" => {
-            let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.db"));
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
-            format!("sqlite://{}", path.display())
-        }
-        _ => {
-            let admin = postgres_admin_url();
-            let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| {
-                panic!(
-                    "no PostgreSQL at {admin}: {e}. Run the tests with scripts/test, which starts \
-                     one, or set SPINE_TEST_DATABASE_URL"
-                )
-            });
-            let db = name.replace(['.', '-'], "_");
-            sqlx::query(&format!("CREATE DATABASE {db}"))
-                .execute(&pool)
-                .await
-                .expect("create the test database");
-            pool.close().await;
-            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-            format!("{base}/{db}")
-        }
-    }
-}
-
 /// Runs `sql` (one number) on the database, `None` while it cannot (the
 /// service has not created the table yet).
 async fn count(url: &str, sql: &str) -> Option<i64> {

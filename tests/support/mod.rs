@@ -563,3 +563,44 @@ pub async fn produce_keyed(
     }
     at
 }
+
+#[cfg(any(feature = "inbox", feature = "config-db"))]
+/// The server's URL (a maintenance database) for PostgreSQL tests.
+pub fn postgres_admin_url() -> String {
+    std::env::var("SPINE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+#[cfg(any(feature = "inbox", feature = "config-db"))]
+/// A fresh, empty database: a SQLite file, or a new PostgreSQL database.
+pub async fn fresh_database(kind: &str, name: &str) -> String {
+    spine::sqlx::any::install_default_drivers();
+    match kind {
+        "sqlite" => {
+            let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.db"));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            format!("sqlite://{}", path.display())
+        }
+        _ => {
+            let admin = postgres_admin_url();
+            let pool = spine::sqlx::AnyPool::connect(&admin)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                    "no PostgreSQL at {admin}: {e}. Run the tests with scripts/test, which starts \
+                     one, or set SPINE_TEST_DATABASE_URL"
+                )
+                });
+            let db = name.replace(['.', '-'], "_");
+            spine::sqlx::query(&format!("CREATE DATABASE {db}"))
+                .execute(&pool)
+                .await
+                .expect("create the test database");
+            pool.close().await;
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+            format!("{base}/{db}")
+        }
+    }
+}

@@ -371,8 +371,6 @@ impl Loop<'_> {
         tokio::pin!(stop);
         let configured = dispatch.max_in_flight;
         loop {
-            // A reloaded `config_source` row changes the bound live.
-            self.bound.max_in_flight = shared.live.max_in_flight().unwrap_or(configured);
             let pause_at = self.bound.pause_at();
             tokio::select! {
                 biased;
@@ -387,6 +385,9 @@ impl Loop<'_> {
                     self.on_settled(ticket);
                 }
                 _ = commit_tick.tick() => {
+                    // A reloaded `config_source` row changes the bound, read
+                    // here rather than per message: within a commit interval.
+                    self.bound.max_in_flight = shared.live.max_in_flight().unwrap_or(configured);
                     self.commit(CommitMode::Async, false);
                     self.shared.status.beat(self.in_flight);
                 }

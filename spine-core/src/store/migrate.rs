@@ -97,29 +97,9 @@ const MIGRATIONS: &[Migration] = &[
     (
         2,
         "consumer configs table",
-        &["CREATE TABLE spine_consumer_configs (
-            consumer_name TEXT PRIMARY KEY,
-            topics_input TEXT,
-            topics_output TEXT,
-            metadata TEXT,
-            bootstrap_servers TEXT,
-            timeout TEXT,
-            max_in_flight BIGINT,
-            enabled BIGINT NOT NULL DEFAULT 1,
-            updated_at BIGINT NOT NULL
-        )"],
+        &[CONSUMER_CONFIGS],
         &[
-            "CREATE TABLE spine_consumer_configs (
-            consumer_name TEXT PRIMARY KEY,
-            topics_input TEXT,
-            topics_output TEXT,
-            metadata TEXT,
-            bootstrap_servers TEXT,
-            timeout TEXT,
-            max_in_flight BIGINT,
-            enabled BIGINT NOT NULL DEFAULT 1,
-            updated_at BIGINT NOT NULL
-        )",
+            CONSUMER_CONFIGS,
             // A change of any row is announced on channel
             // `spine_consumer_configs`, its payload the consumer's name: running
             // apps LISTEN and reload within a moment.
@@ -136,6 +116,19 @@ const MIGRATIONS: &[Migration] = &[
         ],
     ),
 ];
+
+/// The same on both: every column is a type both spell alike.
+const CONSUMER_CONFIGS: &str = "CREATE TABLE spine_consumer_configs (
+    consumer_name TEXT PRIMARY KEY,
+    topics_input TEXT,
+    topics_output TEXT,
+    metadata TEXT,
+    bootstrap_servers TEXT,
+    timeout TEXT,
+    max_in_flight BIGINT,
+    enabled BIGINT NOT NULL DEFAULT 1,
+    updated_at BIGINT NOT NULL
+)";
 
 /// Applies the migrations the database has not seen. Two instances starting
 /// together must not both apply one: on PostgreSQL an advisory lock keeps
