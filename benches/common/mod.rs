@@ -208,11 +208,23 @@ impl Progress {
 /// with `ce_type` and `ce_id` headers. Returns the checksum every side must
 /// reproduce.
 pub async fn produce(topic: &str, messages: u64, encode: impl Fn(&OrderPlaced) -> Vec<u8>) -> u64 {
+    produce_keyed(topic, 3, messages, |o| o.order_id.clone(), encode).await
+}
+
+/// [`produce`] to a new topic of `partitions` partitions, each order keyed
+/// by `key`.
+pub async fn produce_keyed(
+    topic: &str,
+    partitions: i32,
+    messages: u64,
+    key: impl Fn(&OrderPlaced) -> String,
+    encode: impl Fn(&OrderPlaced) -> Vec<u8>,
+) -> u64 {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .create()
         .expect("admin");
-    let new = NewTopic::new(topic, 3, TopicReplication::Fixed(1));
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     for r in admin
         .create_topics([&new], &AdminOptions::new())
         .await
@@ -242,9 +254,10 @@ pub async fn produce(topic: &str, messages: u64, encode: impl Fn(&OrderPlaced) -
                 key: "ce_id",
                 value: Some(o.order_id.as_str()),
             });
+        let key = key(&o);
         loop {
             let rec = FutureRecord::to(topic)
-                .key(&o.order_id)
+                .key(&key)
                 .payload(&body)
                 .headers(headers.clone());
             match producer.send_result(rec) {
