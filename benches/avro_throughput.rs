@@ -188,6 +188,10 @@ fn main() {
     );
     let extra = ["--registry".to_owned(), registry.url()];
     let _guard = rt.enter();
-    compare(&SIDES, &[(1, 0)], runs, &topic, messages, checksum, &extra);
+    compare(&SIDES, &[(1, 0)], runs, &topic, messages, checksum, &extra).save(
+        "avro",
+        &format!("Avro: {messages} messages, Spine vs raw"),
+        None,
+    );
     drop(registry);
 }

@@ -165,5 +165,10 @@ fn main() {
         messages,
         checksum,
         &[],
+    )
+    .save(
+        "inbox",
+        &format!("The database inbox: {messages} JSON messages"),
+        None,
     );
 }

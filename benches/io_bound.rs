@@ -32,37 +32,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{arg, bootstrap, compare, spine_config, Progress, Sample};
+use common::{arg, bootstrap, compare, spine_config, KeyOrder, Progress, Sample, KEYS};
 use spine::config::OrderingPolicy;
 use spine::prelude::*;
 
-const KEYS: u64 = 1_000;
 const WAIT: Duration = Duration::from_millis(5);
 const MAX_IN_FLIGHT: usize = 100;
-
-/// Per-key order: the last order number seen for each key.
-struct KeyOrder {
-    last: Vec<AtomicU64>,
-    out_of_order: AtomicU64,
-}
-
-impl KeyOrder {
-    fn new() -> Arc<KeyOrder> {
-        Arc::new(KeyOrder {
-            last: (0..KEYS).map(|_| AtomicU64::new(0)).collect(),
-            out_of_order: AtomicU64::new(0),
-        })
-    }
-
-    /// Order `i` (of key `i % KEYS`) arrived.
-    fn arrived(&self, i: u64) {
-        // Stored as i + 1, so that 0 means "none yet".
-        let prev = self.last[(i % KEYS) as usize].swap(i + 1, Ordering::Relaxed);
-        if prev > i + 1 {
-            self.out_of_order.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 #[on(event = "order.placed")]
 async fn wait_on_io(o: common::OrderPlaced, p: State<Arc<Progress>>, order: State<Arc<KeyOrder>>) {
@@ -193,6 +168,11 @@ fn main() {
         messages,
         checksum,
         &[],
+    )
+    .save(
+        "io_bound",
+        &format!("A 5 ms handler, max_in_flight {MAX_IN_FLIGHT}: {messages} messages"),
+        Some(("bound", bound)),
     );
     println!();
     let (topic, checksum) = produce(partition_messages);
@@ -204,5 +184,10 @@ fn main() {
         partition_messages,
         checksum,
         &[],
+    )
+    .save(
+        "io_bound-partition",
+        &format!("ordering = partition: {partition_messages} messages"),
+        Some(("bound", 1.0 / WAIT.as_secs_f64())),
     );
 }

@@ -10,12 +10,18 @@
 //! sides, each in its own child process, out of the box:
 //! - `raw`: an rdkafka `StreamConsumer` loop with librdkafka's defaults,
 //!   timing each message as it is received;
+//! - `raw-tuned`: the same loop with the consumer settings Spine sets by
+//!   default (`fetch.wait.max.ms` 10, `fetch.queue.backoff.ms` 20,
+//!   `queued.min.messages` 40000, `queued.max.messages.kbytes` 16384), so
+//!   that `spine` against it is the framework's own cost;
 //! - `spine`: one `#[on]` handler with Spine's defaults, timing each message
 //!   as the handler starts.
 //!
 //! Before the measured stream, the producer sends warm-up messages until the
 //! child has seen one (so that joining the group is not measured). Each run
-//! reports p50, p99, p99.9 and the maximum, in microseconds.
+//! reports p50, p99, p99.9 and the maximum, in microseconds; the summary
+//! gives each side's median over the runs, and writes `latency.json` and
+//! `latency.png` (latency by percentile, the runs' median) to `target/bench`.
 
 mod common;
 
@@ -35,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use spine::prelude::*;
 use std::sync::Mutex;
 
-const SIDES: [&str; 2] = ["raw", "spine"];
+const SIDES: [&str; 3] = ["raw", "raw-tuned", "spine"];
 const RATE_PER_MS: u64 = 5;
 
 #[derive(Serialize, Deserialize)]
@@ -82,13 +88,18 @@ impl Latencies {
         let mut m = self.micros.lock().expect("latencies").clone();
         m.sort_unstable();
         let at = |q: f64| m[((m.len() as f64 * q) as usize).min(m.len() - 1)];
+        let dist: Vec<String> = common::report::nines()
+            .into_iter()
+            .map(|x| at(common::report::quantile(x)).to_string())
+            .collect();
         format!(
-            "n={} p50={} p99={} p999={} max={}",
+            "n={} p50={} p99={} p999={} max={} dist={}",
             m.len(),
             at(0.50),
             at(0.99),
             at(0.999),
-            m[m.len() - 1]
+            m[m.len() - 1],
+            dist.join(",")
         )
     }
 }
@@ -107,13 +118,19 @@ async fn child(side: &str, topic: &str, want: u64) -> String {
     });
     let group = format!("latency-{side}-{}", uuid::Uuid::new_v4());
     match side {
-        "raw" => {
-            let consumer: StreamConsumer = ClientConfig::new()
-                .set("bootstrap.servers", bootstrap())
+        "raw" | "raw-tuned" => {
+            let mut cc = ClientConfig::new();
+            cc.set("bootstrap.servers", bootstrap())
                 .set("group.id", &group)
-                .set("enable.auto.commit", "false")
-                .create()
-                .expect("consumer");
+                .set("enable.auto.commit", "false");
+            if side == "raw-tuned" {
+                // Spine's defaults (spine-core's consumer/mod.rs).
+                cc.set("fetch.wait.max.ms", "10")
+                    .set("fetch.queue.backoff.ms", "20")
+                    .set("queued.min.messages", "40000")
+                    .set("queued.max.messages.kbytes", "16384");
+            }
+            let consumer: StreamConsumer = cc.create().expect("consumer");
             consumer.subscribe(&[topic]).expect("subscribe");
             let mut stream = consumer.stream();
             let done = lat.done.notified();
@@ -175,7 +192,7 @@ fn send(p: &FutureProducer, topic: &str, warm: bool) {
 }
 
 /// One run of one side: the child, warmed up, then `seconds` of the stream.
-fn run(side: &str, seconds: u64, rt: &tokio::runtime::Runtime) -> Vec<(String, u64)> {
+fn run(side: &str, seconds: u64, rt: &tokio::runtime::Runtime) -> Vec<(String, String)> {
     let topic = format!(
         "bench.latency.{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -243,7 +260,7 @@ fn run(side: &str, seconds: u64, rt: &tokio::runtime::Runtime) -> Vec<(String, u
     report
         .split_whitespace()
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.parse().unwrap_or(0)))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
 }
 
@@ -274,12 +291,12 @@ fn main() {
         "{:<6} {:>3} {:>9} {:>9} {:>9} {:>9}",
         "side", "run", "p50", "p99", "p99.9", "max"
     );
-    let mut all: Vec<Vec<Vec<(String, u64)>>> = vec![Vec::new(); SIDES.len()];
+    let mut all: Vec<Vec<Vec<(String, String)>>> = vec![Vec::new(); SIDES.len()];
     for r in 0..runs {
         for k in 0..SIDES.len() {
             let i = (r + k) % SIDES.len();
             let got = run(SIDES[i], seconds, &rt);
-            let v = |name: &str| got.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v);
+            let v = |name: &str| field(&got, name);
             println!(
                 "{:<6} {:>3} {:>9} {:>9} {:>9} {:>9}",
                 SIDES[i],
@@ -293,20 +310,75 @@ fn main() {
         }
     }
     println!("\nSummary: median over {runs} runs (range), µs:");
+    let mut json_sides = Vec::new();
+    let mut curves = Vec::new();
     for (i, side) in SIDES.iter().enumerate() {
         let col = |name: &str| {
-            let mut v: Vec<u64> = all[i]
-                .iter()
-                .map(|g| g.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v))
-                .collect();
+            let mut v: Vec<u64> = all[i].iter().map(|g| field(g, name)).collect();
             v.sort_unstable();
-            format!("{} ({}–{})", v[v.len() / 2], v[0], v[v.len() - 1])
+            (v[v.len() / 2], v[0], v[v.len() - 1])
         };
+        let show = |(m, lo, hi): (u64, u64, u64)| format!("{m} ({lo}–{hi})");
         println!(
-            "  {side:<6} p50 {}  p99 {}  p99.9 {}",
-            col("p50"),
-            col("p99"),
-            col("p999")
+            "  {side:<9} p50 {}  p99 {}  p99.9 {}",
+            show(col("p50")),
+            show(col("p99")),
+            show(col("p999"))
         );
+        // The curve: at each percentile, the median over the runs.
+        let dists: Vec<Vec<u64>> = all[i]
+            .iter()
+            .map(|g| {
+                let d = g.iter().find(|(k, _)| k == "dist").map_or("", |(_, v)| v);
+                d.split(',').filter_map(|x| x.parse().ok()).collect()
+            })
+            .collect();
+        let millis: Vec<f64> = (0..common::report::nines().len())
+            .map(|j| {
+                let mut at: Vec<u64> = dists.iter().filter_map(|d| d.get(j).copied()).collect();
+                at.sort_unstable();
+                at.get(at.len() / 2).copied().unwrap_or(0) as f64 / 1e3
+            })
+            .collect();
+        let stat = |name: &str| {
+            let (m, lo, hi) = col(name);
+            serde_json::json!({"median": m, "min": lo, "max": hi})
+        };
+        json_sides.push(serde_json::json!({
+            "side": side,
+            "p50_us": stat("p50"),
+            "p99_us": stat("p99"),
+            "p999_us": stat("p999"),
+            "max_us": stat("max"),
+            "curve_ms": {"nines": common::report::nines(), "millis": millis},
+        }));
+        curves.push(common::report::Curve {
+            side: side.to_string(),
+            millis,
+        });
     }
+    let title = format!(
+        "Produce → handler start at {} msgs/s, {runs} × {seconds} s",
+        RATE_PER_MS * 1000
+    );
+    common::report::write_json(
+        "latency",
+        &serde_json::json!({
+            "bench": "latency",
+            "title": title,
+            "rate_per_s": RATE_PER_MS * 1000,
+            "seconds": seconds,
+            "runs_per_side": runs,
+            "sides": json_sides,
+        }),
+    );
+    common::report::latency_chart("latency", &title, &curves);
+}
+
+/// A numeric field of a child's report line (0 if absent).
+fn field(got: &[(String, String)], name: &str) -> u64 {
+    got.iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }

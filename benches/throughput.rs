@@ -198,5 +198,10 @@ fn main() {
         messages,
         checksum,
         &[],
+    )
+    .save(
+        "throughput",
+        &format!("JSON: {messages} messages, Spine vs raw rdkafka loops"),
+        None,
     );
 }

@@ -3,6 +3,8 @@
 //! side in its own child process, and the summary.
 #![allow(dead_code)] // each bench binary uses a subset
 
+pub mod report;
+
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -147,6 +149,9 @@ pub fn spine_config(topic: &str) -> spine::Config {
 pub struct Progress {
     want: u64,
     base: Instant,
+    /// The wall clock at `base`, in ns since the epoch: processes compare
+    /// their first and last arrivals by it.
+    base_epoch_ns: u64,
     seen: AtomicU64,
     sum: AtomicU64,
     first_ns: AtomicU64,
@@ -161,6 +166,9 @@ impl Progress {
         Arc::new(Progress {
             want,
             base: Instant::now(),
+            base_epoch_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
             seen: AtomicU64::new(0),
             sum: AtomicU64::new(0),
             first_ns: AtomicU64::new(u64::MAX),
@@ -185,6 +193,18 @@ impl Progress {
         }
         self.sum.fetch_add(o.amount_cents as u64, Ordering::Relaxed);
         self.seen.fetch_add(1, Ordering::Relaxed) + 1 == self.want
+    }
+
+    /// How many orders were recorded so far.
+    pub fn seen(&self) -> u64 {
+        self.seen.load(Ordering::Relaxed)
+    }
+
+    /// The first and last arrivals, in ns since the epoch.
+    pub fn first_last_epoch_ns(&self) -> (u64, u64) {
+        let first = self.first_ns.load(Ordering::Relaxed);
+        let last = self.last_ns.load(Ordering::Relaxed);
+        (self.base_epoch_ns + first, self.base_epoch_ns + last)
     }
 
     pub fn sample(&self) -> Sample {
@@ -220,6 +240,12 @@ pub async fn produce_keyed(
     key: impl Fn(&OrderPlaced) -> String,
     encode: impl Fn(&OrderPlaced) -> Vec<u8>,
 ) -> u64 {
+    create_topic(topic, partitions).await;
+    produce_to(topic, messages, key, encode).await
+}
+
+/// Creates `topic` with `partitions` partitions.
+pub async fn create_topic(topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .create()
@@ -233,6 +259,15 @@ pub async fn produce_keyed(
         r.map_err(|(t, e)| format!("create {t}: {e}"))
             .expect("topic");
     }
+}
+
+/// Produces `messages` orders to the existing `topic`, as [`produce_keyed`].
+pub async fn produce_to(
+    topic: &str,
+    messages: u64,
+    key: impl Fn(&OrderPlaced) -> String,
+    encode: impl Fn(&OrderPlaced) -> Vec<u8>,
+) -> u64 {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("linger.ms", "20")
@@ -352,15 +387,15 @@ fn summarize(samples: &[Sample]) -> Summary {
 /// Runs every side `runs` times in rotating order, prints one line per run
 /// and the summary, with the throughput, CPU and memory ratios of `pairs`
 /// (indexes into `sides`: (framework, baseline)).
-pub fn compare(
-    sides: &[&str],
+pub fn compare<'a>(
+    sides: &[&'a str],
     pairs: &[(usize, usize)],
     runs: usize,
     topic: &str,
     messages: u64,
     checksum: u64,
     extra: &[String],
-) {
+) -> Comparison<'a> {
     println!(
         "{:<12} {:>3} {:>12} {:>11} {:>13} {:>11}",
         "side", "run", "msgs/s", "CPU µs/msg", "peak RSS MiB", "max gap ms"
@@ -420,5 +455,115 @@ pub fn compare(
             sums[a].cpu_us / sums[b].cpu_us,
             sums[a].rss_mib / sums[b].rss_mib
         );
+    }
+    Comparison {
+        sides: sides.to_vec(),
+        pairs: pairs.to_vec(),
+        messages,
+        samples,
+        sums,
+    }
+}
+
+/// What [`compare`] measured, to save as JSON and a chart.
+pub struct Comparison<'a> {
+    pub sides: Vec<&'a str>,
+    pub pairs: Vec<(usize, usize)>,
+    pub messages: u64,
+    pub samples: Vec<Vec<Sample>>,
+    pub sums: Vec<Summary>,
+}
+
+impl Comparison<'_> {
+    /// Writes `name.json` (every run, the medians and the pairs' ratios)
+    /// and `name.png` (each side's median and range, and `bound` if given).
+    pub fn save(&self, name: &str, title: &str, bound: Option<(&str, f64)>) {
+        use serde_json::json;
+        let sides: Vec<_> = self
+            .sides
+            .iter()
+            .zip(&self.samples)
+            .zip(&self.sums)
+            .map(|((side, runs), x)| {
+                json!({
+                    "side": side,
+                    "msgs_per_s": {"median": x.rate, "min": x.rate_min, "max": x.rate_max},
+                    "cpu_us_per_msg": x.cpu_us,
+                    "peak_rss_mib": x.rss_mib,
+                    "stalls": x.stalls,
+                    "runs": runs.iter().map(|s| json!({
+                        "msgs_per_s": s.rate(),
+                        "cpu_us_per_msg": s.cpu_us_per_msg(),
+                        "peak_rss_mib": s.peak_rss_kib as f64 / 1024.0,
+                        "max_gap_ms": s.max_gap_ms,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let pairs: Vec<_> = self
+            .pairs
+            .iter()
+            .map(|&(a, b)| {
+                let (x, y) = (&self.sums[a], &self.sums[b]);
+                json!({
+                    "side": self.sides[a],
+                    "baseline": self.sides[b],
+                    "throughput": x.rate / y.rate,
+                    "cpu_per_message": x.cpu_us / y.cpu_us,
+                    "peak_rss": x.rss_mib / y.rss_mib,
+                })
+            })
+            .collect();
+        report::write_json(
+            name,
+            &json!({
+                "bench": name,
+                "title": title,
+                "messages": self.messages,
+                "runs_per_side": self.samples.first().map_or(0, Vec::len),
+                "sides": sides,
+                "pairs": pairs,
+                "bound": bound.map(|(label, v)| json!({"label": label, "msgs_per_s": v})),
+            }),
+        );
+        let bars: Vec<report::Bar> = self
+            .sides
+            .iter()
+            .zip(&self.sums)
+            .map(|(side, x)| report::Bar {
+                side: side.to_string(),
+                median: x.rate,
+                min: x.rate_min,
+                max: x.rate_max,
+            })
+            .collect();
+        report::throughput_chart(name, title, &bars, bound);
+    }
+}
+
+/// Keys of the I/O-bound benches: `customer-0000` … `customer-0999`.
+pub const KEYS: u64 = 1_000;
+
+/// Per-key order: the last order number seen for each key.
+pub struct KeyOrder {
+    last: Vec<AtomicU64>,
+    pub out_of_order: AtomicU64,
+}
+
+impl KeyOrder {
+    pub fn new() -> Arc<KeyOrder> {
+        Arc::new(KeyOrder {
+            last: (0..KEYS).map(|_| AtomicU64::new(0)).collect(),
+            out_of_order: AtomicU64::new(0),
+        })
+    }
+
+    /// Order `i` (of key `i % KEYS`) arrived.
+    pub fn arrived(&self, i: u64) {
+        // Stored as i + 1, so that 0 means "none yet".
+        let prev = self.last[(i % KEYS) as usize].swap(i + 1, Ordering::Relaxed);
+        if prev > i + 1 {
+            self.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
