@@ -41,11 +41,11 @@ pub use spine_kafka_core::{
     aggregate, request, respond, Aggregate, Position, ReplayOptions, ReplayReport, RouteInfo,
 };
 pub use spine_kafka_core::{
-    codec, config, dev, headers, metrics, middleware, testing, App, Builder, Config, Context,
-    EmitError, Error, Failure, FailureKind, FromRecord, Handler, HandlerDescriptor, HandlerError,
-    HandlerFuture, HandlerInfo, IntoReplies, Meta, OutgoingResult, PublishError, Publisher, Raw,
-    Reply, RequestError, Scope, Sent, SentKind, Shutdown, State, StatsHandle, StatsSnapshot,
-    Transport, UncommittedOffset, MAX_EXTRACTORS,
+    codec, config, dev, headers, metrics, middleware, testing, App, BatchHandler, Builder, Config,
+    Context, EmitError, Error, Failure, FailureKind, FromBatch, FromRecord, Handler,
+    HandlerDescriptor, HandlerError, HandlerFuture, HandlerInfo, IntoReplies, Meta, OutgoingResult,
+    PublishError, Publisher, Raw, Reply, RequestError, Scope, Sent, SentKind, Shutdown, State,
+    StatsHandle, StatsSnapshot, Transport, UncommittedOffset, MAX_EXTRACTORS,
 };
 pub use spine_kafka_macros::{on, pipeline};
 

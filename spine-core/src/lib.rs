@@ -39,6 +39,7 @@ mod trace;
 pub use aggregate::Aggregate;
 pub use app::{App, Builder, Spine, StatsHandle};
 pub use config::Config;
+pub use dispatch::batch::{BatchHandler, FromBatch};
 #[cfg(feature = "config-db")]
 pub use dispatch::extract::Settings;
 pub use dispatch::extract::{Context, EmitError, FromRecord, Meta, Raw, Scope, State, Transport};

@@ -7,6 +7,7 @@
 
 mod aggregate;
 mod avro;
+mod batch;
 mod interop;
 mod panic;
 mod pipeline;

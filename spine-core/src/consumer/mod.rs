@@ -15,6 +15,7 @@
 //! the boxed handler future is allocated.
 
 mod backpressure;
+mod batcher;
 mod lanes;
 mod parked;
 mod reach;
@@ -198,6 +199,8 @@ struct Slot {
     parked: usize,
     /// Paused because `parked` reached `max_parked`.
     paused: bool,
+    /// The partition's batcher, once a message went to a batch handler.
+    batcher: Option<batcher::Batcher>,
 }
 
 type Running = Pin<Box<dyn Future<Output = (Ticket, Unsettled)> + Send>>;
@@ -629,6 +632,7 @@ impl Loop<'_> {
             committed: None,
             parked: 0,
             paused: false,
+            batcher: None,
         }
     }
 
@@ -668,6 +672,9 @@ impl Loop<'_> {
             return self.unknown_event(shared, slot, &rec, topic, event);
         }
         let route = route.filter(|_| ready);
+        if let Some(r) = route.filter(|r| r.batch.is_some()) {
+            return self.to_batch(shared, &rec, slot, topic_idx, r);
+        }
         let gen = self.slots[slot].shared.gen;
         // Lanes exist only while something is in flight; when none is, no
         // message waits and the key is not even hashed.
@@ -764,6 +771,45 @@ impl Loop<'_> {
             },
         };
         self.lanes.wait(lane, waiting);
+    }
+
+    /// A message for a batch handler: queued in its partition's batcher, in
+    /// offset order, outside the key lanes (the batcher keeps the order).
+    #[cold]
+    fn to_batch(
+        &mut self,
+        shared: &Arc<Shared>,
+        rec: &Record<'_>,
+        slot: usize,
+        topic_idx: usize,
+        route: &crate::dispatch::routing::Route,
+    ) {
+        let topic = shared.table.topic(topic_idx);
+        shared.before(rec, topic, None, Some(route));
+        self.slots[slot].tracker.started(rec.offset);
+        self.started_one();
+        let s = &mut self.slots[slot];
+        let ticket = Ticket {
+            slot,
+            gen: s.shared.gen,
+            offset: rec.offset,
+            lane: None,
+            released: false,
+        };
+        let h = &route.handlers[0];
+        self.watch.enter(
+            (slot, ticket.gen, rec.offset),
+            Stage::Handler,
+            &s.topic,
+            s.partition,
+            Some(h.name.clone()),
+        );
+        let spec = route.batch.as_ref().expect("a batch route");
+        let batcher = s.batcher.get_or_insert_with(|| {
+            batcher::Batcher::start(shared.clone(), topic_idx, s.partition, spec)
+        });
+        let fut = batcher.push(shared.clone(), topic_idx, rec.detach());
+        self.running.push(Box::pin(fut.map(move |d| (ticket, d))));
     }
 
     /// Runs a single handler on the loop's own stack: decodes, starts, polls

@@ -153,6 +153,8 @@ pub struct HandlerDescriptor {
     pub(crate) handler: Arc<dyn ErasedHandler>,
     /// Set when this handler is a `#[pipeline]`.
     pub(crate) pipeline: Option<Arc<crate::dispatch::pipeline::PipelineState>>,
+    /// Set when this handler takes batches (`#[on(.., batch(..))]`).
+    pub(crate) batch: Option<crate::dispatch::batch::BatchSpec>,
 }
 
 impl std::ops::Deref for HandlerDescriptor {
@@ -241,7 +243,34 @@ impl HandlerDescriptor {
                 _args: PhantomData,
             }),
             pipeline: None,
+            batch: None,
         }
+    }
+
+    /// Pairs a batch handler with what `#[on(.., batch(max, linger))]` says
+    /// about it.
+    #[doc(hidden)]
+    pub fn batch<H, Args>(handler: H, info: HandlerInfo, max: usize, linger_ms: u64) -> Self
+    where
+        H: crate::dispatch::batch::BatchHandler<Args>,
+        Args: 'static,
+    {
+        let erased = Arc::new(crate::dispatch::batch::ErasedBatchOf::new(handler));
+        HandlerDescriptor {
+            handler: erased.clone(),
+            batch: Some(crate::dispatch::batch::BatchSpec {
+                max: max.max(1),
+                linger: std::time::Duration::from_millis(linger_ms),
+                handler: erased,
+            }),
+            ..HandlerDescriptor::new(|_: serde_json::Value| async {}, info)
+        }
+    }
+
+    /// For a batch handler, the most messages in a batch and how long its
+    /// first message waits for more.
+    pub fn batching(&self) -> Option<(usize, std::time::Duration)> {
+        self.batch.as_ref().map(|b| (b.max, b.linger))
     }
 
     /// Marks the handler as a pipeline (written by `#[pipeline]`).
@@ -354,6 +383,7 @@ pub mod assert {
     use super::*;
 
     pub fn payload<T: DeserializeOwned + Send + 'static>() {}
+    pub fn batch_extractor<T: crate::dispatch::batch::FromBatch>() {}
     pub fn extractor<T: FromRecord>() {}
     pub fn returns<T: IntoReplies>() {}
 }

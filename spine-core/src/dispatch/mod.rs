@@ -8,6 +8,7 @@
 //! (`scripts/modgraph --allow dispatch` checks it):
 //! - `routing`: the dispatch table, built from the handler descriptors;
 //! - `handler`: the `Handler` trait, its tuple impls and the descriptor;
+//! - `batch`: batch handlers' typing, and running one batch;
 //! - `extract`: the extractors (`Meta`, `Context`, `State`, `Raw`) and `Scope`;
 //! - `pipeline`: what `#[pipeline]` expands to at run time;
 //! - `request`: request-reply over Kafka (the reply listener, `Context::request`);
@@ -15,6 +16,7 @@
 //! - `park`: the slow retries of a message whose key is parked;
 //! - `direct`: a message whose sender waits for its outcome (HTTP).
 
+pub(crate) mod batch;
 mod dead_letter;
 #[cfg(feature = "http")]
 pub(crate) mod direct;
@@ -228,6 +230,12 @@ impl Shared {
                 Ok(()) => self.finish_unknown(&rec, topic, event),
             };
         };
+        if route.batch.is_some() {
+            // One message outside the consumer's batcher (a test, a replay):
+            // a batch of one.
+            let mut one = batch::run(&self, topic_idx, &[&msg]).await;
+            return one.pop().expect("one outcome per message");
+        }
         let mut out = MessageOutcome::default();
         let mut resume = Some(resume);
         let mut parking = park.map(|w| park::Parking::new(w, &topic.topic));

@@ -28,6 +28,8 @@ pub(crate) struct Route {
     pub(crate) readers: Arc<[Reader]>,
     /// Each handler's `spine_handler_duration_seconds` histogram.
     pub(crate) durations: Arc<[metrics::Histogram]>,
+    /// Set when the route's one handler takes batches.
+    pub(crate) batch: Option<crate::dispatch::batch::BatchSpec>,
 }
 
 impl Route {
@@ -375,6 +377,17 @@ fn topic_routes(
         Some(g) => Some(route(g, &codec, &topic, "*")?),
         None => None,
     };
+    if let Some(b) = by_event.values().find(|r| r.batch.is_some()) {
+        let h = &b.handlers[0];
+        return Err(Error::Schema {
+            handler: h.name.clone(),
+            location: h.location(),
+            reason: "a batch handler takes every event of its topic: remove `event`".into(),
+        });
+    }
+    if let Some(b) = any.as_ref().filter(|r| r.batch.is_some()) {
+        check_batch_topic(&topic, &b.handlers[0], &by_event, config)?;
+    }
     Ok(TopicRoutes {
         source,
         unknown: config.unknown_event(&topic),
@@ -388,6 +401,50 @@ fn topic_routes(
         subscribed: true,
         parks: config.on_exhausted(&topic) == crate::config::OnExhausted::Park,
     })
+}
+
+/// A batch handler takes every message of its topic's partitions, in order:
+/// no other handler may take some of them, and what batches cannot do yet
+/// (the inbox, parking) is refused here rather than ignored.
+fn check_batch_topic(
+    topic: &str,
+    h: &HandlerDescriptor,
+    by_event: &FastMap<Box<str>, Route>,
+    config: &Config,
+) -> Result<(), Error> {
+    let refuse = |reason: String| Error::Schema {
+        handler: h.name.clone(),
+        location: h.location(),
+        reason,
+    };
+    if h.topic.is_none() {
+        return Err(refuse(
+            "a batch handler names its topic: `#[on(topic = \"orders\", batch(..))]`".into(),
+        ));
+    }
+    if let Some(other) = by_event.values().flat_map(|r| r.handlers.iter()).next() {
+        return Err(refuse(format!(
+            "takes batches of topic `{topic}`, so it takes every event there, but handler `{}` \
+             at {} handles `{}` events on it too; give one of them another topic",
+            other.name,
+            other.location(),
+            other.event.as_deref().unwrap_or("some")
+        )));
+    }
+    if config.on_exhausted(topic) == crate::config::OnExhausted::Park {
+        return Err(refuse(format!(
+            "batches cannot park yet: remove `on_exhausted = \"park\"` from [topics.{topic}] \
+             (exhausted batches are dead-lettered message by message)"
+        )));
+    }
+    #[cfg(feature = "inbox")]
+    if config.inbox.url.is_some() {
+        return Err(refuse(
+            "batch handlers do not run through the inbox yet: remove `batch(..)` or `[inbox] url`"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The routes of an internal topic (completed aggregates): not subscribed,
@@ -462,6 +519,10 @@ fn route(
         })
         .collect();
     Ok(Route {
+        batch: match g {
+            [h] => h.batch.clone(),
+            _ => None,
+        },
         handlers: g.to_vec().into(),
         readers: readers.into(),
         durations: durations.into(),

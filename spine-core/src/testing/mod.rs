@@ -155,28 +155,8 @@ impl TestApp {
     /// # Panics
     /// If the app does not subscribe to the message's topic.
     pub async fn send_message(&self, m: TestMessage) -> TestOutcome {
-        let headers = m.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
-            h.insert(Header {
-                key: k,
-                value: Some(v),
-            })
-        });
-        let msg = OwnedMessage::new(
-            m.payload,
-            m.key,
-            m.topic.clone(),
-            rdkafka::Timestamp::now(),
-            0,
-            self.next_offset.fetch_add(1, Ordering::Relaxed),
-            Some(headers),
-        );
-        let Some(topic_idx) = self.shared.table.topic_index(&m.topic) else {
-            panic!(
-                "TestApp: the app does not subscribe to topic `{}`; it subscribes to {:?}",
-                m.topic,
-                self.shared.table.topic_names()
-            );
-        };
+        let topic_idx = self.topic_index(&m.topic);
+        let msg = self.message(m);
         let (event, span) = {
             let rec = Record::owned(&msg);
             let topic = self.shared.table.topic(topic_idx);
@@ -198,6 +178,72 @@ impl TestApp {
         // A held part of an open aggregate is released later; the test does
         // not wait for it.
         self.shared.settle(deliveries.without_hold()).await;
+        self.outcome(start)
+    }
+
+    /// Sends messages of one topic to its batch handler as one batch, as the
+    /// consumer would hand over one partition's messages (partition 0, in
+    /// order), and returns what the batch caused, after retries.
+    ///
+    /// # Panics
+    /// If the messages are of different topics, or their topic has no
+    /// batch handler.
+    pub async fn send_batch(&self, messages: Vec<TestMessage>) -> TestOutcome {
+        let Some(topic) = messages.first().map(|m| m.topic.clone()) else {
+            return TestOutcome::default();
+        };
+        assert!(
+            messages.iter().all(|m| m.topic == topic),
+            "TestApp::send_batch: a batch holds messages of one topic"
+        );
+        let topic_idx = self.topic_index(&topic);
+        let routes = self.shared.table.topic(topic_idx);
+        assert!(
+            routes.route(None).is_some_and(|r| r.batch.is_some()),
+            "TestApp::send_batch: topic `{topic}` has no batch handler; use send() for one-message handlers"
+        );
+        let msgs: Vec<OwnedMessage> = messages.into_iter().map(|m| self.message(m)).collect();
+        let start = self.sink.lock().len();
+        let refs: Vec<&OwnedMessage> = msgs.iter().collect();
+        let outcomes = crate::dispatch::batch::run(&self.shared, topic_idx, &refs).await;
+        for unsettled in outcomes {
+            self.shared.settle(unsettled.without_hold()).await;
+        }
+        self.outcome(start)
+    }
+
+    fn topic_index(&self, topic: &str) -> usize {
+        let Some(topic_idx) = self.shared.table.topic_index(topic) else {
+            panic!(
+                "TestApp: the app does not subscribe to topic `{}`; it subscribes to {:?}",
+                topic,
+                self.shared.table.topic_names()
+            );
+        };
+        topic_idx
+    }
+
+    /// The record a consumer would have read, at the next offset.
+    fn message(&self, m: TestMessage) -> OwnedMessage {
+        let headers = m.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(Header {
+                key: k,
+                value: Some(v),
+            })
+        });
+        OwnedMessage::new(
+            m.payload,
+            m.key,
+            m.topic,
+            rdkafka::Timestamp::now(),
+            0,
+            self.next_offset.fetch_add(1, Ordering::Relaxed),
+            Some(headers),
+        )
+    }
+
+    /// What the app published since the sink held `start` records.
+    fn outcome(&self, start: usize) -> TestOutcome {
         let sent: Vec<Sent> = self.sink.lock()[start..].to_vec();
         let mut out = TestOutcome::default();
         for s in sent {

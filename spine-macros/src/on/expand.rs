@@ -25,10 +25,13 @@ pub(crate) fn expand(func: &ItemFn, args: &OnArgs, sig: &HandlerSig) -> TokenStr
     let payload_check = quote_spanned! {payload_ty.span()=>
         ::spine::__private::assert::payload::<#payload_ty>();
     };
-    let extractor_checks = sig.extractors.iter().map(|ty| {
-        quote_spanned! {ty.span()=>
+    let extractor_checks = sig.extractors.iter().map(|ty| match &args.batch {
+        None => quote_spanned! {ty.span()=>
             ::spine::__private::assert::extractor::<#ty>();
-        }
+        },
+        Some(_) => quote_spanned! {ty.span()=>
+            ::spine::__private::assert::batch_extractor::<#ty>();
+        },
     });
     let avro_check = avro_check(args, payload_ty);
     let return_check = sig.output.as_ref().map(|ty| {
@@ -36,8 +39,17 @@ pub(crate) fn expand(func: &ItemFn, args: &OnArgs, sig: &HandlerSig) -> TokenStr
             ::spine::__private::assert::returns::<#ty>();
         }
     });
-    let new_descriptor = quote_spanned! {name.span()=>
-        ::spine::__private::HandlerDescriptor::new
+    let new_descriptor = match &args.batch {
+        None => quote_spanned! {name.span()=>
+            ::spine::__private::HandlerDescriptor::new(#name, #info)
+        },
+        Some(b) => {
+            let max = b.max.as_ref().expect("validated");
+            let linger_ms = b.linger_ms.expect("validated");
+            quote_spanned! {name.span()=>
+                ::spine::__private::HandlerDescriptor::batch(#name, #info, #max, #linger_ms)
+            }
+        }
     };
 
     quote! {
@@ -54,7 +66,7 @@ pub(crate) fn expand(func: &ItemFn, args: &OnArgs, sig: &HandlerSig) -> TokenStr
                 #return_check
                 #avro_check
                 #http_checks
-                #new_descriptor(#name, #info)
+                #new_descriptor
                 #glue
                 #replies
                 #http

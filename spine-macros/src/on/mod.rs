@@ -23,7 +23,7 @@ pub(crate) fn on(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let cx = Ctxt::new();
     let args = parse::parse_args(&cx, args);
-    let sig = validate::validate(&cx, &func);
+    let sig = validate::validate(&cx, &func, &args);
     match (cx.check(), sig) {
         (Ok(()), Some(sig)) => expand::expand(&func, &args, &sig),
         (Err(e), _) => reemit(&func, e),

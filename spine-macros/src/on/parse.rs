@@ -16,7 +16,11 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
     ("fan_out", "fan_out"),
     ("replies", "replies(Type, ...)"),
     ("http", "http = \"POST /orders\""),
+    ("batch", "batch(max = 500, linger = \"20ms\")"),
 ];
+
+/// The keys of `batch(...)`.
+const BATCH_KEYS: &[(&str, &str)] = &[("max", "max = 500"), ("linger", "linger = \"20ms\"")];
 
 /// The keys of `http(...)`.
 const HTTP_KEYS: &[(&str, &str)] = &[
@@ -36,6 +40,17 @@ pub(crate) struct HttpArgs {
     pub(crate) publish: Option<syn::LitBool>,
 }
 
+/// `batch(max = 500, linger = "20ms")`: the handler takes up to `max`
+/// messages of one partition at a time, waiting at most `linger` for them.
+pub(crate) struct BatchArgs {
+    /// The `batch(...)` item, for errors about the handler as a whole.
+    pub(crate) meta: syn::Meta,
+    /// `None` when written wrong (and reported).
+    pub(crate) max: Option<syn::LitInt>,
+    /// `None` when written wrong (and reported); 0 when left out.
+    pub(crate) linger_ms: Option<u64>,
+}
+
 /// The arguments, each with the tokens it was written with.
 pub(crate) struct OnArgs {
     pub(crate) event: Option<LitStr>,
@@ -48,6 +63,8 @@ pub(crate) struct OnArgs {
     pub(crate) replies: Vec<syn::Type>,
     /// The handler's HTTP endpoint.
     pub(crate) http: Option<HttpArgs>,
+    /// Set when the handler takes batches.
+    pub(crate) batch: Option<BatchArgs>,
 }
 
 pub(crate) fn parse_args(cx: &Ctxt, tokens: TokenStream) -> OnArgs {
@@ -82,8 +99,58 @@ impl OnArgs {
             fan_out: attr.flag(cx, "fan_out"),
             replies: attr.types(cx, "replies", "replies(OrderAccepted, OrderRejected)"),
             http: attr.get("http").and_then(|meta| http_args(cx, meta)),
+            batch: attr.get("batch").and_then(|meta| batch_args(cx, meta)),
         }
     }
+}
+
+fn batch_args(cx: &Ctxt, meta: &syn::Meta) -> Option<BatchArgs> {
+    if !matches!(meta, syn::Meta::List(_)) {
+        cx.error_spanned_by(
+            meta,
+            "`batch` says how to gather batches: write `batch(max = 500, linger = \"20ms\")`",
+        );
+        return None;
+    }
+    let batch = Attr::parse_list(cx, meta, "batch", BATCH_KEYS);
+    let max = batch.positive_int(cx, "max", "max = 500");
+    if max.is_none() && batch.get("max").is_none() {
+        cx.error_spanned_by(
+            meta,
+            "`batch(...)` needs the most messages in a batch: write `batch(max = 500, linger = \"20ms\")`",
+        );
+    }
+    let hint = "`linger` is how long a batch waits to fill, in ms or s: write `linger = \"20ms\"`";
+    let linger_ms = match batch.string(cx, "linger", "linger = \"20ms\"", hint) {
+        None if batch.get("linger").is_none() => Some(0),
+        None => None,
+        Some(lit) => match duration_ms(&lit.value()) {
+            Some(ms) => Some(ms),
+            None => {
+                cx.error_spanned_by(&lit, hint);
+                None
+            }
+        },
+    };
+    Some(BatchArgs {
+        meta: meta.clone(),
+        max,
+        linger_ms,
+    })
+}
+
+/// `"20ms"`, `"1s"`, `"0ms"` in milliseconds. Two units do not call for a
+/// duration-parsing dependency in the macro crate.
+fn duration_ms(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000)
+    } else {
+        return None;
+    };
+    number.trim().parse::<u64>().ok()?.checked_mul(scale)
 }
 
 fn http_args(cx: &Ctxt, meta: &syn::Meta) -> Option<HttpArgs> {

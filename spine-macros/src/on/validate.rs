@@ -7,16 +7,18 @@ use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, ReturnType, Type};
 
 use crate::ctxt::Ctxt;
+use crate::on::parse::OnArgs;
 
 /// The parts of a valid handler signature the expansion needs.
 pub(crate) struct HandlerSig {
+    /// The payload type; for a batch handler, one message's (`T` of `Vec<T>`).
     pub(crate) payload: Type,
     pub(crate) extractors: Vec<Type>,
     pub(crate) output: Option<Type>,
 }
 
 /// The signature's parts, or `None` with every reason reported to `cx`.
-pub(crate) fn validate(cx: &Ctxt, func: &ItemFn) -> Option<HandlerSig> {
+pub(crate) fn validate(cx: &Ctxt, func: &ItemFn, args: &OnArgs) -> Option<HandlerSig> {
     let sig = &func.sig;
     let name = &sig.ident;
 
@@ -67,6 +69,19 @@ pub(crate) fn validate(cx: &Ctxt, func: &ItemFn) -> Option<HandlerSig> {
         }
     }
 
+    match &args.batch {
+        Some(batch) => check_batch(cx, args, batch, types.first()),
+        None => {
+            for ty in types.iter().skip(1).filter(|t| is_vec_of(t, "Meta")) {
+                cx.error_spanned_by(
+                    ty,
+                    "`Vec<Meta>` is a batch handler's argument: add `batch(max = 500, linger = \"20ms\")` \
+                     to #[on] and take the payloads as `Vec<T>`, or take one message's `Meta`",
+                );
+            }
+        }
+    }
+
     if !cx.is_ok() {
         return None;
     }
@@ -74,6 +89,10 @@ pub(crate) fn validate(cx: &Ctxt, func: &ItemFn) -> Option<HandlerSig> {
     let payload = types
         .next()
         .expect("checked above: at least one typed argument");
+    let payload = match &args.batch {
+        Some(_) => vec_item(&payload).expect("check_batch: a Vec").clone(),
+        None => payload,
+    };
     Some(HandlerSig {
         payload,
         extractors: types.collect(),
@@ -82,4 +101,66 @@ pub(crate) fn validate(cx: &Ctxt, func: &ItemFn) -> Option<HandlerSig> {
             ReturnType::Type(_, ty) => Some((**ty).clone()),
         },
     })
+}
+
+/// What a batch handler needs besides its signature's shape: its own topic,
+/// every event of it, and payloads as `Vec<T>`.
+fn check_batch(
+    cx: &Ctxt,
+    args: &OnArgs,
+    batch: &crate::on::parse::BatchArgs,
+    first: Option<&Type>,
+) {
+    if args.topic.is_none() {
+        cx.error_spanned_by(
+            &batch.meta,
+            "a batch holds messages of one partition: name the topic, `#[on(topic = \"orders\", batch(..))]`",
+        );
+    }
+    if let Some(event) = &args.event {
+        cx.error_spanned_by(
+            event,
+            "a batch handler takes every event of its topic, in order: remove `event`, or route \
+             this event to a topic of its own",
+        );
+    }
+    if args.fan_out {
+        cx.error_spanned_by(
+            &batch.meta,
+            "a batch handler owns its topic and cannot fan out: remove `fan_out` or `batch(..)`",
+        );
+    }
+    if let Some(http) = &args.http {
+        cx.error_spanned_by(
+            &http.route,
+            "an HTTP request is one message, not a batch: remove `http` or `batch(..)`",
+        );
+    }
+    if let Some(ty) = first.filter(|t| vec_item(t).is_none()) {
+        cx.error_spanned_by(
+            ty,
+            "a batch handler takes its payloads as a `Vec`: write e.g. `orders: Vec<OrderPlaced>`",
+        );
+    }
+}
+
+/// `T` of `Vec<T>` (as written: `Vec<T>` or `std::vec::Vec<T>`).
+fn vec_item(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Vec" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(a) = &last.arguments else {
+        return None;
+    };
+    match a.args.first()? {
+        syn::GenericArgument::Type(t) if a.args.len() == 1 => Some(t),
+        _ => None,
+    }
+}
+
+/// Whether `ty` is `Vec<name>` (`name` as the last path segment).
+fn is_vec_of(ty: &Type, name: &str) -> bool {
+    matches!(vec_item(ty), Some(Type::Path(p)) if p.path.segments.last().is_some_and(|s| s.ident == name))
 }
