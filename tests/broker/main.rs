@@ -14,6 +14,7 @@ mod support;
 
 mod aggregate;
 mod avro;
+mod batch;
 mod delivery;
 mod dispatch;
 mod faults;

@@ -18,7 +18,12 @@ pub(crate) struct PipelineArgs {
 }
 
 pub(crate) fn parse_args(cx: &Ctxt, tokens: TokenStream) -> PipelineArgs {
-    let mut keys = crate::on::parse::KEYS.to_vec();
+    // A pipeline takes one message at a time: `batch` is `#[on]`'s alone.
+    let mut keys: Vec<_> = crate::on::parse::KEYS
+        .iter()
+        .filter(|(k, _)| *k != "batch")
+        .copied()
+        .collect();
     keys.extend([
         ("max_concurrent", "max_concurrent = N"),
         ("args", "args(name = value, ...)"),
