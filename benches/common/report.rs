@@ -91,7 +91,11 @@ pub fn throughput_chart(name: &str, title: &str, bars: &[Bar], bound: Option<(&s
             .margin(16)
             .x_label_area_size(40)
             .y_label_area_size(90)
-            .build_cartesian_2d((0..bars.len()).into_segmented(), 0f64..top)?;
+            .build_cartesian_2d(
+                // A segmented range holds both ends: one segment per bar.
+                (0..bars.len().saturating_sub(1)).into_segmented(),
+                0f64..top,
+            )?;
         chart
             .configure_mesh()
             .disable_x_mesh()

@@ -203,6 +203,10 @@ impl TestApp {
             "TestApp::send_batch: topic `{topic}` has no batch handler; use send() for one-message handlers"
         );
         let msgs: Vec<OwnedMessage> = messages.into_iter().map(|m| self.message(m)).collect();
+        for m in &msgs {
+            let rec = Record::owned(m);
+            self.shared.before(&rec, routes, None, routes.route(None));
+        }
         let start = self.sink.lock().len();
         let refs: Vec<&OwnedMessage> = msgs.iter().collect();
         let outcomes = crate::dispatch::batch::run(&self.shared, topic_idx, &refs).await;
