@@ -673,7 +673,7 @@ impl Loop<'_> {
         }
         let route = route.filter(|_| ready);
         if let Some(r) = route.filter(|r| r.batch.is_some()) {
-            return self.to_batch(shared, &rec, slot, topic_idx, r);
+            return self.queue_for_batch(shared, &rec, slot, topic_idx, r);
         }
         let gen = self.slots[slot].shared.gen;
         // Lanes exist only while something is in flight; when none is, no
@@ -776,7 +776,7 @@ impl Loop<'_> {
     /// A message for a batch handler: queued in its partition's batcher, in
     /// offset order, outside the key lanes (the batcher keeps the order).
     #[cold]
-    fn to_batch(
+    fn queue_for_batch(
         &mut self,
         shared: &Arc<Shared>,
         rec: &Record<'_>,
