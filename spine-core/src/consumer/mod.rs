@@ -672,7 +672,7 @@ impl Loop<'_> {
             return self.unknown_event(shared, slot, &rec, topic, event);
         }
         let route = route.filter(|_| ready);
-        if let Some(r) = route.filter(|r| r.batch.is_some()) {
+        if let Some(r) = route.filter(|r| r.batch().is_some()) {
             return self.queue_for_batch(shared, &rec, slot, topic_idx, r);
         }
         let gen = self.slots[slot].shared.gen;
@@ -804,7 +804,7 @@ impl Loop<'_> {
             s.partition,
             Some(h.name.clone()),
         );
-        let spec = route.batch.as_ref().expect("a batch route");
+        let spec = route.batch().expect("a batch route");
         let batcher = s.batcher.get_or_insert_with(|| {
             batcher::Batcher::start(shared.clone(), topic_idx, s.partition, spec)
         });

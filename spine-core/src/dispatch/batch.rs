@@ -176,11 +176,8 @@ where
     fn decode(&self, scope: &mut Scope<'_>) -> Result<Box<dyn Any + Send>, Failure> {
         // The payload type's `Deserialize` may panic.
         unwind::call(|| {
-            let payload = match scope.decoded.take() {
-                None => crate::codec::decode::<H::Payload>(scope.rec)?,
-                Some(d) => crate::codec::from_decoded::<H::Payload>(d)?,
-            };
-            Ok(Box::new(payload) as Box<dyn Any + Send>)
+            crate::dispatch::handler::decode_payload::<H::Payload>(scope)
+                .map(|p| Box::new(p) as Box<dyn Any + Send>)
         })
         .unwrap_or_else(|e| Err(Failure::from_handler(e)))
     }
@@ -242,9 +239,9 @@ pub(crate) async fn run(
     let events: Vec<Option<Cow<'_, str>>> = recs.iter().map(|r| topic.event_name(r)).collect();
     let route = topic
         .route(None)
-        .filter(|r| r.batch.is_some())
+        .filter(|r| r.batch().is_some())
         .expect("a batch handler takes every event of its topic (checked at build)");
-    let (h, spec) = (&route.handlers[0], route.batch.as_ref().expect("filtered"));
+    let (h, spec) = (&route.handlers[0], route.batch().expect("filtered"));
     let started = shared.timed.then(quanta::Instant::now);
     let mut failed: Vec<Option<HandlerFailure>> = (0..recs.len()).map(|_| None).collect();
     let fail =

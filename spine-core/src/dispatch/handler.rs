@@ -112,10 +112,7 @@ where
         // Decoding runs the payload type's `Deserialize`, and the call the
         // extractors and the user's function: any of them may panic.
         unwind::call(|| {
-            let payload = match scope.decoded.take() {
-                None => crate::codec::decode::<H::Payload>(scope.rec)?,
-                Some(d) => crate::codec::from_decoded::<H::Payload>(d)?,
-            };
+            let payload = decode_payload::<H::Payload>(scope)?;
             self.handler
                 .call(payload, scope)
                 .map_err(Failure::from_handler)
@@ -125,6 +122,17 @@ where
 
     fn missing_state(&self, states: &States) -> Option<&'static str> {
         H::missing_state(states)
+    }
+}
+
+/// Decodes a message's payload: from the codec's value when the scope
+/// holds one, else as JSON from the record.
+pub(crate) fn decode_payload<P: DeserializeOwned + 'static>(
+    scope: &mut Scope<'_>,
+) -> Result<P, Failure> {
+    match scope.decoded.take() {
+        None => crate::codec::decode::<P>(scope.rec),
+        Some(d) => crate::codec::from_decoded::<P>(d),
     }
 }
 

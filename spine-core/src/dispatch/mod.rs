@@ -230,7 +230,7 @@ impl Shared {
                 Ok(()) => self.finish_unknown(&rec, topic, event),
             };
         };
-        if route.batch.is_some() {
+        if route.batch().is_some() {
             // One message outside the consumer's batcher (a test, a replay):
             // a batch of one.
             let mut one = batch::run(&self, topic_idx, &[&msg]).await;

@@ -28,8 +28,6 @@ pub(crate) struct Route {
     pub(crate) readers: Arc<[Reader]>,
     /// Each handler's `spine_handler_duration_seconds` histogram.
     pub(crate) durations: Arc<[metrics::Histogram]>,
-    /// Set when the route's one handler takes batches.
-    pub(crate) batch: Option<crate::dispatch::batch::BatchSpec>,
 }
 
 impl Route {
@@ -38,6 +36,13 @@ impl Route {
             [one] => Some(one),
             _ => None,
         }
+    }
+
+    /// How the route's handler takes batches, when it is a batch handler
+    /// (one owns its route: it cannot fan out).
+    #[inline]
+    pub(crate) fn batch(&self) -> Option<&crate::dispatch::batch::BatchSpec> {
+        self.handlers.first().and_then(|h| h.batch.as_ref())
     }
 
     pub(crate) fn names(&self) -> String {
@@ -377,7 +382,7 @@ fn topic_routes(
         Some(g) => Some(route(g, &codec, &topic, "*")?),
         None => None,
     };
-    if let Some(b) = by_event.values().find(|r| r.batch.is_some()) {
+    if let Some(b) = by_event.values().find(|r| r.batch().is_some()) {
         let h = &b.handlers[0];
         return Err(Error::Schema {
             handler: h.name.clone(),
@@ -385,7 +390,7 @@ fn topic_routes(
             reason: "a batch handler takes every event of its topic: remove `event`".into(),
         });
     }
-    if let Some(b) = any.as_ref().filter(|r| r.batch.is_some()) {
+    if let Some(b) = any.as_ref().filter(|r| r.batch().is_some()) {
         check_batch_topic(&topic, &b.handlers[0], &by_event, config)?;
     }
     Ok(TopicRoutes {
@@ -519,10 +524,6 @@ fn route(
         })
         .collect();
     Ok(Route {
-        batch: match g {
-            [h] => h.batch.clone(),
-            _ => None,
-        },
         handlers: g.to_vec().into(),
         readers: readers.into(),
         durations: durations.into(),

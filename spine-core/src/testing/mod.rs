@@ -199,7 +199,7 @@ impl TestApp {
         let topic_idx = self.topic_index(&topic);
         let routes = self.shared.table.topic(topic_idx);
         assert!(
-            routes.route(None).is_some_and(|r| r.batch.is_some()),
+            routes.route(None).is_some_and(|r| r.batch().is_some()),
             "TestApp::send_batch: topic `{topic}` has no batch handler; use send() for one-message handlers"
         );
         let msgs: Vec<OwnedMessage> = messages.into_iter().map(|m| self.message(m)).collect();
