@@ -25,7 +25,8 @@ use std::time::Instant;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::{AvroSchema, Schema};
 use common::{
-    arg, bootstrap, compare, raw_consumer_config, spine_config, OrderPlaced, Progress, Sample,
+    arg, arg_or, bootstrap, compare, raw_consumer_config, spine_config, OrderPlaced, Progress,
+    Sample,
 };
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -124,29 +125,19 @@ async fn spine_side(topic: &str, want: u64, registry: &str) -> Sample {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let messages: u64 = arg(&args, "--messages")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
-    if let Some(side) = arg(&args, "--child") {
-        if std::env::var_os("RUST_LOG").is_some() {
-            spine::init_tracing();
+    let messages: u64 = arg_or(&args, "--messages", 200_000);
+    let registry = arg(&args, "--registry");
+    if common::child(&args, |side, topic| async move {
+        let registry = registry.expect("--registry");
+        match side.as_str() {
+            "raw-avro" => raw_side(&topic, messages, &registry).await,
+            "spine-avro" => spine_side(&topic, messages, &registry).await,
+            other => panic!("unknown side {other}; expected one of {SIDES:?}"),
         }
-        let topic = arg(&args, "--topic").expect("--topic");
-        let registry = arg(&args, "--registry").expect("--registry");
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        let sample = rt.block_on(async {
-            match side.as_str() {
-                "raw-avro" => raw_side(&topic, messages, &registry).await,
-                "spine-avro" => spine_side(&topic, messages, &registry).await,
-                other => panic!("unknown side {other}; expected one of {SIDES:?}"),
-            }
-        });
-        println!("{}", sample.print());
+    }) {
         return;
     }
-    let runs: usize = arg(&args, "--runs")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
+    let runs: usize = arg_or(&args, "--runs", 8);
     let topic = format!(
         "bench.avro.{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]

@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{arg, bootstrap, compare, spine_config, KeyOrder, Progress, Sample, KEYS};
+use common::{arg_or, bootstrap, compare, spine_config, KeyOrder, Progress, Sample, KEYS};
 use spine::prelude::*;
 
 /// The fixed cost of one call.
@@ -113,18 +113,13 @@ async fn side(topic: &str, want: u64, side: &str) -> Sample {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let messages: u64 = arg(&args, "--messages")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    if let Some(name) = arg(&args, "--child") {
-        let topic = arg(&args, "--topic").expect("--topic");
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        println!("{}", rt.block_on(side(&topic, messages, &name)).print());
+    let messages: u64 = arg_or(&args, "--messages", 100_000);
+    if common::child(&args, |name, topic| async move {
+        side(&topic, messages, &name).await
+    }) {
         return;
     }
-    let runs: usize = arg(&args, "--runs")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let runs: usize = arg_or(&args, "--runs", 5);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     // The batch handler names its topic, so it must be new: scripts/bench
     // starts a fresh broker (creating it on a broker that has it fails).

@@ -29,7 +29,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{arg, bootstrap, compare, spine_config, Progress, Sample};
+use common::{arg_or, bootstrap, compare, spine_config, Progress, Sample};
 use spine::prelude::*;
 use spine::sqlx;
 
@@ -119,25 +119,17 @@ async fn side(topic: &str, want: u64, side: &str) -> Sample {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let messages: u64 = arg(&args, "--messages")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    if let Some(name) = arg(&args, "--child") {
-        if std::env::var_os("RUST_LOG").is_some() {
-            spine::init_tracing();
-        }
+    let messages: u64 = arg_or(&args, "--messages", 20_000);
+    if common::child(&args, |name, topic| async move {
         assert!(
             SIDES.contains(&name.as_str()),
             "unknown side {name}; expected one of {SIDES:?}"
         );
-        let topic = arg(&args, "--topic").expect("--topic");
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        println!("{}", rt.block_on(side(&topic, messages, &name)).print());
+        side(&topic, messages, &name).await
+    }) {
         return;
     }
-    let runs: usize = arg(&args, "--runs")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let runs: usize = arg_or(&args, "--runs", 5);
     let topic = format!(
         "bench.inbox.{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]

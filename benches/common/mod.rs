@@ -322,6 +322,33 @@ pub fn arg(args: &[String], name: &str) -> Option<String> {
         .cloned()
 }
 
+/// `name N` parsed, or `default` when it is absent or does not parse.
+pub fn arg_or<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    arg(args, name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// In a child process (`--child SIDE --topic TOPIC`, as [`compare`] starts
+/// it): runs `side(SIDE, TOPIC)` on a runtime of its own, with tracing when
+/// `RUST_LOG` is set, prints its sample for the parent, and returns true.
+pub fn child<F, Fut>(args: &[String], side: F) -> bool
+where
+    F: FnOnce(String, String) -> Fut,
+    Fut: std::future::Future<Output = Sample>,
+{
+    let Some(name) = arg(args, "--child") else {
+        return false;
+    };
+    if std::env::var_os("RUST_LOG").is_some() {
+        spine::init_tracing();
+    }
+    let topic = arg(args, "--topic").expect("--topic");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    println!("{}", rt.block_on(side(name, topic)).print());
+    true
+}
+
 fn run_child(side: &str, topic: &str, messages: u64, extra: &[String]) -> Sample {
     let out = Command::new(std::env::current_exe().expect("own path"))
         .args([
