@@ -662,12 +662,11 @@ impl Loop<'_> {
         let ready = topic.event_ready(&rec);
         // Read the event name only if routing depends on it: for librdkafka,
         // the first header access parses and allocates every header.
-        let event = if ready && topic.needs_event() {
-            topic.event_name(&rec)
+        let (event, route) = if ready && topic.needs_event() {
+            topic.routed(&rec)
         } else {
-            None
+            (None, topic.route(None))
         };
-        let route = topic.route(event.as_deref());
         if ready && route.is_none() {
             return self.unknown_event(shared, slot, &rec, topic, event);
         }
@@ -842,7 +841,7 @@ impl Loop<'_> {
             Inline::Done(Ok(replies)) if replies.is_empty() && emits.is_none() => {
                 timed(t0);
                 shared.handled(rec, topic, event, 0);
-                self.finished_inline(slot, rec.offset, Unsettled::done());
+                self.finished_now(slot, rec.offset);
                 None
             }
             Inline::Pending(fut) => Some(Resume::Running { fut, emits }),
@@ -908,14 +907,20 @@ impl Loop<'_> {
             .push(Box::pin(fut.instrument(span).map(move |d| (ticket, d))));
     }
 
+    /// A message finished on its first poll with nothing to deliver: the
+    /// common case, which builds no [`Unsettled`] to drop.
+    #[inline]
+    fn finished_now(&mut self, slot: usize, offset: i64) {
+        let s = &mut self.slots[slot];
+        if s.tracker.finished_now(offset) {
+            publish_committable(s);
+        }
+    }
+
     /// A message that needs nothing more than its deliveries.
     fn finished_inline(&mut self, slot: usize, offset: i64, deliveries: Unsettled) {
         if deliveries.is_done() {
-            let s = &mut self.slots[slot];
-            if s.tracker.finished_now(offset) {
-                publish_committable(s);
-            }
-            return;
+            return self.finished_now(slot, offset);
         }
         self.slots[slot].tracker.started(offset);
         let held = deliveries.is_held();

@@ -115,7 +115,7 @@ macro_rules! impl_batch_handler {
             fn call(&self, payloads: Vec<P>, scopes: &mut [Scope<'_>]) -> Result<HandlerFuture, HandlerError> {
                 $(let $E = $E::from_batch(scopes)?;)*
                 let fut = (self)(payloads, $($E,)*);
-                Ok(Box::pin(unwind::future(async move { fut.await.into_replies() })))
+                Ok(Box::pin(unwind::Call::new(fut)))
             }
 
             #[allow(unused_variables)]

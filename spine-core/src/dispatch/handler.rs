@@ -65,7 +65,7 @@ macro_rules! impl_handler {
             fn call(&self, payload: P, scope: &mut Scope<'_>) -> Result<HandlerFuture, HandlerError> {
                 $(let $E = $E::from_record(scope)?;)*
                 let fut = (self)(payload, $($E,)*);
-                Ok(Box::pin(unwind::future(async move { fut.await.into_replies() })))
+                Ok(Box::pin(unwind::Call::new(fut)))
             }
 
             #[allow(unused_variables)]

@@ -98,6 +98,7 @@ impl Shared {
 
     /// Calls the `before` hooks. `event` is `None` when routing did not need
     /// it; it is then read here, only if there is a hook to see it.
+    #[inline]
     pub(crate) fn before(
         &self,
         rec: &Record<'_>,
@@ -105,9 +106,22 @@ impl Shared {
         event: Option<&str>,
         route: Option<&Route>,
     ) {
-        if self.middleware.is_empty() {
-            return;
+        if !self.middleware.is_empty() {
+            self.call_before(rec, topic, event, route);
         }
+    }
+
+    /// [`Self::before`] with hooks to call: out of line, so that an app
+    /// without middleware pays one comparison per message.
+    #[cold]
+    #[inline(never)]
+    fn call_before(
+        &self,
+        rec: &Record<'_>,
+        topic: &TopicRoutes,
+        event: Option<&str>,
+        route: Option<&Route>,
+    ) {
         let handler = route.and_then(|r| r.handlers.first()).map(|h| &*h.name);
         let event = topic.event_or(rec, event);
         let info = Self::info(rec, event.as_deref(), handler);
@@ -451,6 +465,7 @@ impl Shared {
     /// Counts a message whose handlers all succeeded, and whose replies the
     /// broker acknowledged. Called directly by the consumer's fast path for a
     /// handler that finished with nothing to publish.
+    #[inline]
     pub(crate) fn handled(
         &self,
         rec: &Record<'_>,
@@ -464,12 +479,26 @@ impl Shared {
             self.stats.replied(replies as u64);
         }
         if !self.middleware.is_empty() {
-            let event = topic.event_or(rec, event);
-            self.after(
-                &Self::info(rec, event.as_deref(), None),
-                &Outcome::Handled { replies },
-            );
+            self.after_handled(rec, topic, event, replies);
         }
+    }
+
+    /// The `after` hooks of a handled message (out of line, as
+    /// [`Self::call_before`]).
+    #[cold]
+    #[inline(never)]
+    fn after_handled(
+        &self,
+        rec: &Record<'_>,
+        topic: &TopicRoutes,
+        event: Option<&str>,
+        replies: usize,
+    ) {
+        let event = topic.event_or(rec, event);
+        self.after(
+            &Self::info(rec, event.as_deref(), None),
+            &Outcome::Handled { replies },
+        );
     }
 
     /// Whether this (topic, event) is seen unmatched for the first time, so

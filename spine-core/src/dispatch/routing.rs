@@ -54,10 +54,61 @@ impl Route {
     }
 }
 
+/// A topic's routes by event name, kept sorted by name.
+///
+/// Hand-written rather than a map crate's: a topic has a handful of events,
+/// and for those a scan that compares each name's bytes (its length first)
+/// costs less per message than hashing the name, while the sort keeps
+/// lookups logarithmic for a topic with many. Keyed by bytes, because a
+/// header's value is bytes: a name that matches is the table's own `&str`,
+/// so a routed message's name is never checked for UTF-8.
+#[derive(Default)]
+struct Events(Vec<(Box<str>, Route)>);
+
+impl Events {
+    /// Up to this many events, a lookup scans rather than bisects.
+    const SCAN: usize = 8;
+
+    /// Sets `name`'s route, replacing one set before.
+    fn insert(&mut self, name: &str, route: Route) {
+        match self.0.binary_search_by(|(n, _)| (**n).cmp(name)) {
+            Ok(i) => self.0[i].1 = route,
+            Err(i) => self.0.insert(i, (name.into(), route)),
+        }
+    }
+
+    /// The route of the event named `name`, with the name as the table holds it.
+    #[inline]
+    fn get(&self, name: &[u8]) -> Option<(&str, &Route)> {
+        let found = if self.0.len() <= Self::SCAN {
+            self.0.iter().find(|(n, _)| n.as_bytes() == name)
+        } else {
+            self.0
+                .binary_search_by(|(n, _)| n.as_bytes().cmp(name))
+                .ok()
+                .map(|i| &self.0[i])
+        };
+        found.map(|(n, r)| (&**n, r))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every (name, route), by name.
+    fn iter(&self) -> impl Iterator<Item = (&str, &Route)> {
+        self.0.iter().map(|(n, r)| (&**n, r))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Route> {
+        self.0.iter().map(|(_, r)| r)
+    }
+}
+
 /// Everything the loop needs for messages of one topic.
 pub(crate) struct TopicRoutes {
     pub(crate) topic: Arc<str>,
-    by_event: FastMap<Box<str>, Route>,
+    by_event: Events,
     any: Option<Route>,
     pub(crate) source: EventSource,
     pub(crate) unknown: UnknownEvent,
@@ -132,8 +183,34 @@ impl TopicRoutes {
     /// The route for an event name, after precedence.
     pub(crate) fn route(&self, event: Option<&str>) -> Option<&Route> {
         event
-            .and_then(|e| self.by_event.get(e))
+            .and_then(|e| self.by_event.get(e.as_bytes()))
+            .map(|(_, r)| r)
             .or(self.any.as_ref())
+    }
+
+    /// A record's event name and route: [`Self::event_name`], then
+    /// [`Self::route`]. A name read from a header is looked up as bytes and
+    /// checked for UTF-8 only when no event of the table matches it.
+    #[inline]
+    pub(crate) fn routed<'x>(
+        &'x self,
+        rec: &Record<'x>,
+    ) -> (Option<Cow<'x, str>>, Option<&'x Route>) {
+        let EventSource::Header(name) = &self.source else {
+            let event = self.event_name(rec);
+            let route = self.route(event.as_deref());
+            return (event, route);
+        };
+        let Some(bytes) = rec.header(name) else {
+            return (None, self.any.as_ref());
+        };
+        match self.by_event.get(bytes) {
+            Some((event, route)) => (Some(Cow::Borrowed(event)), Some(route)),
+            None => (
+                std::str::from_utf8(bytes).ok().map(Cow::Borrowed),
+                self.any.as_ref(),
+            ),
+        }
     }
 }
 
@@ -256,7 +333,6 @@ impl DispatchTable {
         let mut rows = Vec::new();
         for t in &self.topics {
             let mut events: Vec<_> = t.by_event.iter().map(|(e, r)| (Some(e), r)).collect();
-            events.sort_by(|a, b| a.0.cmp(&b.0));
             events.extend(t.any.iter().map(|r| (None, r)));
             for (event, route) in events {
                 for h in route.handlers.iter() {
@@ -361,16 +437,16 @@ fn topic_routes(
             "the `record` event source needs an Avro topic: add `codec = \"avro\"`",
         ));
     }
-    let mut by_event = FastMap::default();
+    let mut by_event = Events::default();
     for ((t, e), g) in groups {
         if let (None, Some(e)) = (t, e) {
-            by_event.insert(Box::<str>::from(&**e), route(g, &codec, &topic, e)?);
+            by_event.insert(e, route(g, &codec, &topic, e)?);
         }
     }
     for ((t, e), g) in groups {
         if let (Some(t), Some(e)) = (t, e) {
             if *t == topic {
-                by_event.insert(Box::<str>::from(&**e), route(g, &codec, &topic, e)?);
+                by_event.insert(e, route(g, &codec, &topic, e)?);
             }
         }
     }
@@ -414,7 +490,7 @@ fn topic_routes(
 fn check_batch_topic(
     topic: &str,
     h: &HandlerDescriptor,
-    by_event: &FastMap<Box<str>, Route>,
+    by_event: &Events,
     config: &Config,
 ) -> Result<(), Error> {
     let refuse = |reason: String| Error::Schema {
@@ -471,7 +547,7 @@ fn internal_routes(t: &InternalTopic, config: &Config) -> Result<TopicRoutes, Er
         error_topic: config.error_event_topic(&t.topic),
         metrics: TopicMetrics::new(&t.topic),
         topic: t.topic.as_str().into(),
-        by_event: FastMap::default(),
+        by_event: Events::default(),
         any: Some(route(&t.handlers, &None, &t.topic, "*")?),
         subscribed: false,
         parks: false,
@@ -572,4 +648,49 @@ fn topic_codec(
             ),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A route told apart from others by the address of its handler list.
+    fn route() -> Route {
+        Route {
+            handlers: Arc::from(Vec::new()),
+            readers: Arc::from(Vec::new()),
+            durations: Arc::from(Vec::new()),
+        }
+    }
+
+    proptest! {
+        /// Scanning (up to `SCAN` events) and bisecting (more) find what a
+        /// map would, and a second insert of a name replaces its route.
+        #[test]
+        fn events_find_what_a_map_finds(
+            inserts in proptest::collection::vec("[a-d.é]{0,6}", 0..40),
+            probes in proptest::collection::vec("[a-d.é]{0,6}", 0..40),
+        ) {
+            let mut events = Events::default();
+            let mut model = BTreeMap::new();
+            for name in &inserts {
+                let r = route();
+                model.insert(name.clone(), Arc::as_ptr(&r.handlers));
+                events.insert(name, r);
+            }
+            prop_assert_eq!(events.iter().count(), model.len());
+            prop_assert!(events.iter().map(|(n, _)| n).eq(model.keys().map(String::as_str)));
+            for name in inserts.iter().chain(&probes) {
+                let found = events
+                    .get(name.as_bytes())
+                    .map(|(n, r)| (n.to_owned(), Arc::as_ptr(&r.handlers)));
+                prop_assert_eq!(found, model.get(name).map(|p| (name.clone(), *p)));
+            }
+            prop_assert_eq!(events.get(&[0xff, b'a']).map(|(n, _)| n), None);
+        }
+    }
 }
