@@ -29,9 +29,21 @@ static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Starts the orders example as a service named `name` (its replies' `ce_source`).
 fn start_service(bootstrap: &str, group: &str, name: &str, ordering: &str) -> Service {
+    start_service_with(bootstrap, group, name, ordering, &[])
+}
+
+/// [`start_service`], with more settings in the environment.
+fn start_service_with(
+    bootstrap: &str,
+    group: &str,
+    name: &str,
+    ordering: &str,
+    env: &[(&str, &str)],
+) -> Service {
     let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
     let logfile = std::fs::File::create(log).expect("log file");
     clean_env(&mut Command::new(example("orders")))
+        .envs(env.iter().copied())
         .env("SPINE_BOOTSTRAP_SERVERS", bootstrap)
         .env("SPINE_GROUP_ID", group)
         .env("SPINE_APP__NAME", name)
@@ -333,6 +345,26 @@ fn watch_commits(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalances_lose_no_order_and_keep_each_key_in_order() {
+    rebalances("rebalance", &[]).await;
+}
+
+/// The same group changes under librdkafka's cooperative protocol, where a
+/// rebalance revokes only the partitions that move and the others keep
+/// being handled through it: the setting the README recommends for large
+/// groups, passed through `[kafka]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_rebalances_lose_no_order_and_keep_each_key_in_order() {
+    let strategy = [(
+        "SPINE_KAFKA__PARTITION_ASSIGNMENT_STRATEGY",
+        "cooperative-sticky",
+    )];
+    rebalances("rebalance-cooperative", &strategy).await;
+}
+
+/// Three instances of the orders example, then a fourth joins, one leaves
+/// on SIGTERM and one is killed, while 30,000 orders arrive; `env` is
+/// every instance's extra settings, `name` the report's.
+async fn rebalances(name: &str, env: &[(&str, &str)]) {
     let _turn = TURN.lock().await;
     const ORDERS: usize = 30_000;
     const CUSTOMERS: usize = 300;
@@ -354,7 +386,7 @@ async fn rebalances_lose_no_order_and_keep_each_key_in_order() {
 
     let mut instances: BTreeMap<&str, Service> = BTreeMap::new();
     for name in ["inst-a", "inst-b", "inst-c"] {
-        instances.insert(name, start_service(&bs, &group, name, "key"));
+        instances.insert(name, start_service_with(&bs, &group, name, "key", env));
     }
 
     // The orders, paced at 1,000 a second (30 s) so that the group changes
@@ -399,7 +431,10 @@ async fn rebalances_lose_no_order_and_keep_each_key_in_order() {
     .await;
 
     // A fourth joins.
-    instances.insert("inst-d", start_service(&bs, &group, "inst-d", "key"));
+    instances.insert(
+        "inst-d",
+        start_service_with(&bs, &group, "inst-d", "key", env),
+    );
     wait_for(
         "the fourth instance answering",
         Duration::from_secs(60),
@@ -498,9 +533,9 @@ async fn rebalances_lose_no_order_and_keep_each_key_in_order() {
         m
     });
     report(
-        "rebalance",
+        name,
         format!(
-            "rebalances (3 instances, a 4th joins, SIGTERM one, SIGKILL one; {PARTITIONS} \
+            "{name} (3 instances, a 4th joins, SIGTERM one, SIGKILL one; {PARTITIONS} \
              partitions, {ORDERS} orders): every order answered, key order kept per instance, \
              commits never went back; {duplicates} duplicates ({:.2}%); the killed instance's \
              {} partitions handled again after {:.1} s (session.timeout.ms 6 s); answers per \
