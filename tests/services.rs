@@ -32,7 +32,8 @@ fn start_service(bootstrap: &str, group: &str, name: &str, ordering: &str) -> Se
     start_service_with(bootstrap, group, name, ordering, &[])
 }
 
-/// [`start_service`], with more settings in the environment.
+/// [`start_service`], with more settings in the environment (which
+/// override the ones above).
 fn start_service_with(
     bootstrap: &str,
     group: &str,
@@ -43,7 +44,6 @@ fn start_service_with(
     let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
     let logfile = std::fs::File::create(log).expect("log file");
     clean_env(&mut Command::new(example("orders")))
-        .envs(env.iter().copied())
         .env("SPINE_BOOTSTRAP_SERVERS", bootstrap)
         .env("SPINE_GROUP_ID", group)
         .env("SPINE_APP__NAME", name)
@@ -53,6 +53,7 @@ fn start_service_with(
         .env("SPINE_DISPATCH__COMMIT_INTERVAL", "100ms")
         .env("SPINE_DISPATCH__ORDERING", ordering)
         .env("SPINE_RETRY__BACKOFF", "20ms")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(logfile)
         .spawn()
@@ -543,6 +544,161 @@ async fn rebalances(name: &str, env: &[(&str, &str)]) {
             duplicates as f64 * 100.0 / ORDERS as f64,
             victim_partitions.len(),
             handoff.as_secs_f64()
+        ),
+    );
+    drop(broker);
+}
+
+/// Static membership (`group.instance.id` through `[kafka]`): an instance
+/// restarted within `session.timeout.ms` takes its own partitions back, and
+/// the other instance goes through no rebalance at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_restarted_in_time_moves_no_partition() {
+    let _turn = TURN.lock().await;
+    const ORDERS: usize = 6_000;
+    const CUSTOMERS: usize = 120;
+    const PARTITIONS: i32 = 6;
+    let broker = OwnBroker::start();
+    let bs = broker.bootstrap.clone();
+    create_topics_at(
+        &bs,
+        &["orders", "orders.accepted", "orders.dlq"],
+        PARTITIONS,
+    )
+    .await;
+    let run = unique("static");
+    let group = unique("orders-service");
+    let watcher = Watcher::start(&bs, &run, PARTITIONS, Offset::Beginning);
+    let member = |id: &'static str| {
+        [
+            ("SPINE_KAFKA__GROUP_INSTANCE_ID", id),
+            ("SPINE_KAFKA__SESSION_TIMEOUT_MS", "30000"),
+        ]
+    };
+    let mut a = start_service_with(&bs, &group, "static-a", "key", &member("member-a"));
+    let mut b = start_service_with(&bs, &group, "static-b", "key", &member("member-b"));
+
+    // 6,000 orders at 500 a second (12 s), so that the restart is mid-stream.
+    let producer = producer_at(&bs);
+    let sender = tokio::spawn({
+        let run = run.clone();
+        async move {
+            let mut pending = Vec::new();
+            let started = Instant::now();
+            for i in 0..ORDERS {
+                let (c, s) = (i % CUSTOMERS, i / CUSTOMERS);
+                let key = format!("cust-{c:03}");
+                let id = format!("{run}-{key}-{s:04}");
+                pending.push((key.clone(), send_order(&producer, &key, &id, 100).await));
+                if i % 50 == 49 {
+                    let due = started + Duration::from_millis(2 * i as u64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+            }
+            let mut partition_of: HashMap<String, i32> = HashMap::new();
+            for (key, f) in pending {
+                let d = f.await.expect("delivery").expect("delivered");
+                partition_of.insert(key, d.partition);
+            }
+            partition_of
+        }
+    });
+    let sources = |answers: &[Answer]| -> HashSet<String> {
+        answers.iter().map(|a| a.source.clone()).collect()
+    };
+    wait_for("both instances answering", Duration::from_secs(60), || {
+        let s = sources(&watcher.answers());
+        s.contains("static-a") && s.contains("static-b")
+    })
+    .await;
+    // A second of steady flow, so that the group's first rebalance (while
+    // `static-b` joined) is well behind.
+    let flowing = watcher.records();
+    wait_for("answers after both joined", Duration::from_secs(30), || {
+        watcher.records() > flowing + 500
+    })
+    .await;
+    let revokes = |name: &str| {
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("partitions revoked")
+            .count()
+    };
+    let a_revokes = revokes("static-a");
+
+    // The restart: the same `group.instance.id` under another name, so
+    // that its answers can be told from the first process's.
+    let code = b.terminate();
+    assert!(code.success(), "static-b: SIGTERM: exit {code:?}");
+    let restarted_at = Instant::now();
+    let mut b2 = start_service_with(&bs, &group, "static-b2", "key", &member("member-b"));
+    wait_for(
+        "the restarted instance answering",
+        Duration::from_secs(60),
+        || sources(&watcher.answers()).contains("static-b2"),
+    )
+    .await;
+    let back_after = restarted_at.elapsed();
+
+    let partition_of = sender.await.unwrap();
+    wait_for("every order answered", Duration::from_secs(120), || {
+        watcher.distinct() >= ORDERS
+    })
+    .await;
+    // Read before `static-a` stops: its own shutdown revokes.
+    let a_revokes_after = revokes("static-a");
+    for (name, service) in [("static-a", &mut a), ("static-b2", &mut b2)] {
+        let code = service.terminate();
+        assert!(code.success(), "{name}: SIGTERM: exit {code:?}");
+    }
+
+    let answers = watcher.answers();
+    let ids: HashSet<&str> = answers.iter().map(|a| a.order_id.as_str()).collect();
+    assert_eq!(ids.len(), ORDERS, "every order answered, by id");
+    let customer = |id: &str| id[run.len() + 1..run.len() + 9].to_owned();
+    let partition = |a: &Answer| partition_of[&customer(&a.order_id)];
+    // Each partition's member before the restart: who answered it last.
+    let mut owner: BTreeMap<i32, &str> = BTreeMap::new();
+    for a in answers.iter().filter(|a| a.at < restarted_at) {
+        owner.insert(partition(a), &a.source);
+    }
+    // From the restart on, each partition is answered by the same member
+    // (`static-b2` being `static-b` again): none moved.
+    for a in answers.iter().filter(|a| a.at >= restarted_at) {
+        let p = partition(a);
+        let member = if a.source == "static-b2" {
+            "static-b"
+        } else {
+            a.source.as_str()
+        };
+        assert_eq!(
+            Some(&member),
+            owner.get(&p),
+            "partition {p} answered by {} after the restart; before it, by {:?}",
+            a.source,
+            owner.get(&p)
+        );
+    }
+    let b_parts = owner.values().filter(|m| **m == "static-b").count();
+    assert!(b_parts > 0, "static-b owned no partition: {owner:?}");
+    assert!(
+        answers.iter().any(|a| a.source == "static-b2"),
+        "the restarted member answered nothing"
+    );
+    assert_eq!(
+        a_revokes, a_revokes_after,
+        "static-a went through a rebalance while static-b restarted"
+    );
+    report(
+        "static-membership",
+        format!(
+            "static membership (2 instances, one restarted with the same group.instance.id; \
+             {PARTITIONS} partitions, {ORDERS} orders): every order answered, no partition \
+             moved, the other instance saw no rebalance; the restarted one answered again \
+             {:.1} s after its restart; {} duplicates",
+            back_after.as_secs_f64(),
+            answers.len() - ORDERS
         ),
     );
     drop(broker);
