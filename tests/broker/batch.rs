@@ -4,11 +4,12 @@
 //! across batches, no batch is larger than `max_in_flight` (it counts
 //! messages), the one batch that holds a poison order is retried as a unit
 //! and then every message of it is dead-lettered, every other order is
-//! handled exactly once (by id), and offsets commit to the end.
+//! handled exactly once (by id), and offsets commit to the end. Under
+//! `ordering = "none"`, a partition's batches overlap.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 use spine::headers::dead_letter as dlq;
@@ -178,4 +179,102 @@ async fn batches_keep_partition_and_key_order_and_fail_as_a_unit() {
     assert_eq!(once.len(), handled.len(), "no order handled twice");
     let expected: BTreeSet<String> = all.difference(&failed_ids).cloned().collect();
     assert_eq!(once, expected);
+}
+
+/// One call of `save_slowly`: when it started and ended, and its messages'
+/// (partition, offset, id).
+type Timed = (Instant, Instant, Vec<(i32, i64, String)>);
+
+#[derive(Default)]
+struct TimedCalls {
+    list: Mutex<Vec<Timed>>,
+}
+
+#[on(topic = "batch.unordered", batch(max = 10, linger = "20ms"))]
+async fn save_slowly(orders: Vec<Order>, metas: Vec<Meta>, calls: State<TimedCalls>) {
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let msgs = orders
+        .iter()
+        .zip(&metas)
+        .map(|(o, m)| (m.partition, m.offset, o.order_id.clone()))
+        .collect();
+    calls
+        .list
+        .lock()
+        .unwrap()
+        .push((started, Instant::now(), msgs));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ordering_a_partitions_batches_overlap() {
+    let topic = "batch.unordered";
+    create_topics(&[topic], 1).await;
+    let run = unique("run");
+    let group = unique("batch-unordered");
+    start_group_at_end(&group, topic);
+    let records: Vec<(String, Vec<u8>)> = (0..200)
+        .map(|i| {
+            let id = format!("{run}-{i:04}");
+            let body = serde_json::json!({ "order_id": id, "seq": i });
+            (format!("k{}", i % 7), serde_json::to_vec(&body).unwrap())
+        })
+        .collect();
+    let end = produce_keyed(topic, "order.placed", records)
+        .await
+        .into_iter()
+        .map(|(_, o)| o + 1)
+        .max()
+        .unwrap();
+
+    let calls = Arc::new(TimedCalls::default());
+    let mut cfg = config(&group);
+    cfg.app.topics = vec![topic.to_owned()];
+    cfg.dispatch.ordering = spine::config::OrderingPolicy::Unordered;
+    cfg.dispatch.max_in_flight = 100;
+    let (_, stop, task) = run_app(
+        Spine::builder()
+            .config(cfg)
+            .state_arc(calls.clone())
+            .handlers(spine::handlers![save_slowly]),
+    );
+    eventually(
+        Duration::from_secs(60),
+        "offsets committed to the end",
+        || committed(&group, topic, 1).get(&0) == Some(&end),
+    )
+    .await;
+    stop.trigger();
+    task.await.unwrap().unwrap();
+
+    let calls: Vec<Timed> = calls
+        .list
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, m)| m.iter().all(|m| m.2.starts_with(&run)))
+        .cloned()
+        .collect();
+    let mut handled: Vec<&str> = Vec::new();
+    for (_, _, msgs) in &calls {
+        assert!(msgs.windows(2).all(|w| w[0].1 < w[1].1), "offset order");
+        handled.extend(msgs.iter().map(|m| m.2.as_str()));
+    }
+    let once: BTreeSet<&str> = handled.iter().copied().collect();
+    assert_eq!(once.len(), handled.len(), "no order handled twice");
+    let all: Vec<String> = (0..200).map(|i| format!("{run}-{i:04}")).collect();
+    assert_eq!(once, all.iter().map(String::as_str).collect());
+    // Batches of the one partition ran at the same time: one started
+    // before another ended.
+    let overlapping = calls
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| calls[i + 1..].iter().map(move |b| (a, b)))
+        .filter(|(a, b)| a.0 < b.1 && b.0 < a.1)
+        .count();
+    eprintln!("{} batches, {overlapping} overlapping pairs", calls.len());
+    assert!(
+        overlapping > 0,
+        "a partition's batches overlap under ordering = \"none\""
+    );
 }

@@ -5,8 +5,10 @@
 //! each message's outcome back to the loop, which commits as for any other.
 //!
 //! A partition's batches run one at a time, in order, so a batch handler keeps
-//! partition order and so key order; partitions batch concurrently. Each
-//! message waiting in a batch counts against `max_in_flight`.
+//! partition order and so key order; partitions batch concurrently. Under
+//! `ordering = "none"`, which promises no order, a partition's next batch
+//! gathers and runs while the one before is still running. Each message
+//! waiting in a batch counts against `max_in_flight`, which bounds both.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::config::OrderingPolicy;
 use crate::dispatch::batch::BatchSpec;
 use crate::dispatch::{MessageOutcome, Shared, Unsettled};
 use crate::error::{Failure, FailureKind};
@@ -49,7 +52,9 @@ impl Batcher {
             topic = &*shared.table.topic(topic_idx).topic,
             partition
         );
-        tokio::spawn(gather(shared, topic_idx, spec.max, spec.linger, rx).instrument(span));
+        let overlap = shared.config.dispatch.ordering == OrderingPolicy::Unordered;
+        let gathering = gather(shared, topic_idx, spec.max, spec.linger, overlap, rx);
+        tokio::spawn(gathering.instrument(span));
         Batcher { tx }
     }
 
@@ -92,11 +97,14 @@ fn stopped(shared: &Shared, topic_idx: usize, msg: &OwnedMessage) -> Unsettled {
     shared.finish(&rec, topic, None, MessageOutcome::failed(None, failure))
 }
 
+/// Gathers batches and runs each: in turn, or with `overlap` each on a task
+/// of its own while the next gathers.
 async fn gather(
     shared: Arc<Shared>,
     topic_idx: usize,
     max: usize,
     linger: std::time::Duration,
+    overlap: bool,
     mut rx: mpsc::UnboundedReceiver<Member>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -110,11 +118,20 @@ async fn gather(
                 Ok(None) | Err(_) => break,
             }
         }
-        let msgs: Vec<&OwnedMessage> = batch.iter().map(|m| &*m.msg).collect();
-        let outcomes = crate::dispatch::batch::run(&shared, topic_idx, &msgs).await;
-        drop(msgs);
-        for (m, unsettled) in batch.into_iter().zip(outcomes) {
-            let _ = m.done.send(unsettled);
+        if overlap {
+            tokio::spawn(run(shared.clone(), topic_idx, batch).in_current_span());
+        } else {
+            run(shared.clone(), topic_idx, batch).await;
         }
+    }
+}
+
+/// Runs one batch and gives each member its outcome.
+async fn run(shared: Arc<Shared>, topic_idx: usize, batch: Vec<Member>) {
+    let msgs: Vec<&OwnedMessage> = batch.iter().map(|m| &*m.msg).collect();
+    let outcomes = crate::dispatch::batch::run(&shared, topic_idx, &msgs).await;
+    drop(msgs);
+    for (m, unsettled) in batch.into_iter().zip(outcomes) {
+        let _ = m.done.send(unsettled);
     }
 }
