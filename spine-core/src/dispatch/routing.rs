@@ -1,9 +1,9 @@
 //! The dispatch table: which handler gets a message, by (topic, event name), and
 //! where each topic's event names come from.
 //!
-//! Precedence is resolved once at startup, so a lookup is one hash probe:
-//! (topic, event) beats (any topic, event), which beats (topic, any event),
-//! which beats a handler with neither.
+//! Precedence is resolved once at startup, so a lookup is one search of a
+//! topic's event names ([`Events`]): (topic, event) beats (any topic, event),
+//! which beats (topic, any event), which beats a handler with neither.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
