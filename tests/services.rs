@@ -344,6 +344,47 @@ fn watch_commits(
     })
 }
 
+/// A broker of the test's own, where `orders` and the topics of its answers
+/// have `partitions` partitions.
+async fn orders_broker(partitions: i32) -> OwnBroker {
+    let broker = OwnBroker::start();
+    let topics = ["orders", "orders.accepted", "orders.dlq"];
+    create_topics_at(&broker.bootstrap, &topics, partitions).await;
+    broker
+}
+
+/// Sends this run's orders, one every `per_order`: customer `c` sends its
+/// orders in sequence `s` (id `{run}-cust-{c:03}-{s:04}`). Ends with each
+/// customer's partition.
+fn send_paced(
+    producer: FutureProducer,
+    run: &str,
+    orders: usize,
+    customers: usize,
+    per_order: Duration,
+) -> tokio::task::JoinHandle<HashMap<String, i32>> {
+    let run = run.to_owned();
+    tokio::spawn(async move {
+        let mut pending = Vec::new();
+        let started = Instant::now();
+        for i in 0..orders {
+            let (c, s) = (i % customers, i / customers);
+            let key = format!("cust-{c:03}");
+            let id = format!("{run}-{key}-{s:04}");
+            pending.push((key.clone(), send_order(&producer, &key, &id, 100).await));
+            if i % 50 == 49 {
+                tokio::time::sleep_until((started + per_order * i as u32).into()).await;
+            }
+        }
+        let mut partition_of = HashMap::new();
+        for (key, f) in pending {
+            let d = f.await.expect("delivery").expect("delivered");
+            partition_of.insert(key, d.partition);
+        }
+        partition_of
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalances_lose_no_order_and_keep_each_key_in_order() {
     rebalances("rebalance", &[]).await;
@@ -370,15 +411,8 @@ async fn rebalances(name: &str, env: &[(&str, &str)]) {
     const ORDERS: usize = 30_000;
     const CUSTOMERS: usize = 300;
     const PARTITIONS: i32 = 6;
-    // A broker of its own: topic `orders` has 6 partitions here.
-    let broker = OwnBroker::start();
+    let broker = orders_broker(PARTITIONS).await;
     let bs = broker.bootstrap.clone();
-    create_topics_at(
-        &bs,
-        &["orders", "orders.accepted", "orders.dlq"],
-        PARTITIONS,
-    )
-    .await;
     let run = unique("rebalance");
     let group = unique("orders-service");
     let watcher = Watcher::start(&bs, &run, PARTITIONS, Offset::Beginning);
@@ -391,31 +425,9 @@ async fn rebalances(name: &str, env: &[(&str, &str)]) {
     }
 
     // The orders, paced at 1,000 a second (30 s) so that the group changes
-    // happen mid-stream; customer `c` sends its orders in sequence `s`.
-    let producer = producer_at(&bs);
-    let sender = tokio::spawn({
-        let run = run.clone();
-        async move {
-            let mut partition_of: HashMap<String, i32> = HashMap::new();
-            let mut pending = Vec::new();
-            let started = Instant::now();
-            for i in 0..ORDERS {
-                let (c, s) = (i % CUSTOMERS, i / CUSTOMERS);
-                let key = format!("cust-{c:03}");
-                let id = format!("{run}-{key}-{s:04}");
-                pending.push((key.clone(), send_order(&producer, &key, &id, 100).await));
-                if i % 100 == 99 {
-                    let due = started + Duration::from_millis(i as u64);
-                    tokio::time::sleep_until(due.into()).await;
-                }
-            }
-            for (key, f) in pending {
-                let d = f.await.expect("delivery").expect("delivered");
-                partition_of.insert(key, d.partition);
-            }
-            partition_of
-        }
-    });
+    // happen mid-stream.
+    let per_order = Duration::from_millis(1);
+    let sender = send_paced(producer_at(&bs), &run, ORDERS, CUSTOMERS, per_order);
 
     // Who answers which partition, per the customers seen so far: each
     // customer's orders go to one partition, known from the first answers.
@@ -558,14 +570,8 @@ async fn a_static_member_restarted_in_time_moves_no_partition() {
     const ORDERS: usize = 6_000;
     const CUSTOMERS: usize = 120;
     const PARTITIONS: i32 = 6;
-    let broker = OwnBroker::start();
+    let broker = orders_broker(PARTITIONS).await;
     let bs = broker.bootstrap.clone();
-    create_topics_at(
-        &bs,
-        &["orders", "orders.accepted", "orders.dlq"],
-        PARTITIONS,
-    )
-    .await;
     let run = unique("static");
     let group = unique("orders-service");
     let watcher = Watcher::start(&bs, &run, PARTITIONS, Offset::Beginning);
@@ -579,30 +585,8 @@ async fn a_static_member_restarted_in_time_moves_no_partition() {
     let mut b = start_service_with(&bs, &group, "static-b", "key", &member("member-b"));
 
     // 6,000 orders at 500 a second (12 s), so that the restart is mid-stream.
-    let producer = producer_at(&bs);
-    let sender = tokio::spawn({
-        let run = run.clone();
-        async move {
-            let mut pending = Vec::new();
-            let started = Instant::now();
-            for i in 0..ORDERS {
-                let (c, s) = (i % CUSTOMERS, i / CUSTOMERS);
-                let key = format!("cust-{c:03}");
-                let id = format!("{run}-{key}-{s:04}");
-                pending.push((key.clone(), send_order(&producer, &key, &id, 100).await));
-                if i % 50 == 49 {
-                    let due = started + Duration::from_millis(2 * i as u64);
-                    tokio::time::sleep_until(due.into()).await;
-                }
-            }
-            let mut partition_of: HashMap<String, i32> = HashMap::new();
-            for (key, f) in pending {
-                let d = f.await.expect("delivery").expect("delivered");
-                partition_of.insert(key, d.partition);
-            }
-            partition_of
-        }
-    });
+    let per_order = Duration::from_millis(2);
+    let sender = send_paced(producer_at(&bs), &run, ORDERS, CUSTOMERS, per_order);
     let sources = |answers: &[Answer]| -> HashSet<String> {
         answers.iter().map(|a| a.source.clone()).collect()
     };
