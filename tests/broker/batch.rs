@@ -87,20 +87,11 @@ async fn batches_keep_partition_and_key_order_and_fail_as_a_unit() {
     let mut cfg = config(&group);
     cfg.app.topics = vec![topic.to_owned()];
     cfg.dispatch.max_in_flight = 60;
-    let (_, stop, task) = run_app(
-        Spine::builder()
-            .config(cfg)
-            .state_arc(calls.clone())
-            .handlers(spine::handlers![save]),
-    );
-    eventually(
-        Duration::from_secs(60),
-        "offsets committed to the end",
-        || committed(&group, topic, 2) == ends,
-    )
-    .await;
-    stop.trigger();
-    task.await.unwrap().unwrap();
+    let app = Spine::builder()
+        .config(cfg)
+        .state_arc(calls.clone())
+        .handlers(spine::handlers![save]);
+    run_to_end(app, &group, topic, &ends).await;
 
     let calls: Vec<Call> = calls
         .list
@@ -220,32 +211,24 @@ async fn without_ordering_a_partitions_batches_overlap() {
             (format!("k{}", i % 7), serde_json::to_vec(&body).unwrap())
         })
         .collect();
-    let end = produce_keyed(topic, "order.placed", records)
+    let ends: HashMap<i32, i64> = produce_keyed(topic, "order.placed", records)
         .await
         .into_iter()
-        .map(|(_, o)| o + 1)
+        .map(|(p, o)| (p, o + 1))
         .max()
-        .unwrap();
+        .into_iter()
+        .collect();
 
     let calls = Arc::new(TimedCalls::default());
     let mut cfg = config(&group);
     cfg.app.topics = vec![topic.to_owned()];
     cfg.dispatch.ordering = spine::config::OrderingPolicy::Unordered;
     cfg.dispatch.max_in_flight = 100;
-    let (_, stop, task) = run_app(
-        Spine::builder()
-            .config(cfg)
-            .state_arc(calls.clone())
-            .handlers(spine::handlers![save_slowly]),
-    );
-    eventually(
-        Duration::from_secs(60),
-        "offsets committed to the end",
-        || committed(&group, topic, 1).get(&0) == Some(&end),
-    )
-    .await;
-    stop.trigger();
-    task.await.unwrap().unwrap();
+    let app = Spine::builder()
+        .config(cfg)
+        .state_arc(calls.clone())
+        .handlers(spine::handlers![save_slowly]);
+    run_to_end(app, &group, topic, &ends).await;
 
     let calls: Vec<Timed> = calls
         .list
@@ -277,4 +260,18 @@ async fn without_ordering_a_partitions_batches_overlap() {
         overlapping > 0,
         "a partition's batches overlap under ordering = \"none\""
     );
+}
+
+/// Runs the app until the group's committed offsets are `ends` (one entry
+/// per partition of `topic`), then stops it.
+async fn run_to_end(app: spine::Builder, group: &str, topic: &str, ends: &HashMap<i32, i64>) {
+    let (_, stop, task) = run_app(app);
+    eventually(
+        Duration::from_secs(60),
+        "offsets committed to the end",
+        || committed(group, topic, ends.len() as i32) == *ends,
+    )
+    .await;
+    stop.trigger();
+    task.await.unwrap().unwrap();
 }
